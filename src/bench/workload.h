@@ -1,0 +1,151 @@
+/*
+ * workload.h: the contract between workloads, the client and the runner.
+ *
+ * A workload is a generator: config + seed in, requests out. It is pulled by
+ * the runner (the schedule decides *when*, the workload decides *what*):
+ *
+ *   runner                         workload
+ *   ------                         --------
+ *   wl->ops->next(wl, &req)  --->  1: here is a request (ownership moves to
+ *                                     the runner, freed with kvb_req_free)
+ *                                  0: nothing ready now (a multi-turn session
+ *                                     waits for its previous turn); ask again
+ *                                     after the next completion
+ *                                 -1: finished, no more requests
+ *   client sends req, records kvb_result
+ *   wl->ops->done(wl, req, res) -> the workload sees every answer (multi-turn
+ *                                  history, MMLU scoring, ...); may be NULL
+ *
+ * All times are CLOCK_MONOTONIC nanoseconds (common/clock.h).
+ */
+#ifndef KVB_WORKLOAD_H
+#define KVB_WORKLOAD_H
+
+#include "common/compat.h"
+
+enum kvb_endpoint {
+	KVB_EP_COMPLETIONS, /* POST /v1/completions */
+	KVB_EP_CHAT,        /* POST /v1/chat/completions */
+};
+
+struct kvb_msg {
+	char *role;    /* "system", "user", "assistant" */
+	char *content;
+};
+
+/* One request to send. Every pointer is owned by the struct. */
+struct kvb_req {
+	uint64_t id;          /* request_id, unique within one run, from 0 */
+	char *key;            /* stable identity of the *content*, the same for the
+	                         same prompt in another pass or on another engine
+	                         ("doc3/q0", "mmlu/anatomy/17"); checks pair
+	                         requests by (key); never NULL */
+	int pass;             /* 0-based pass (0 = cold, 1.. = warm); -1 none */
+	bool warmup;          /* sent, but excluded from statistics and checks */
+	int session;          /* user / conversation id; -1 none */
+	int turn;             /* 0-based turn within the session */
+	double at_s;          /* open-loop offset from the start of the run in
+	                         seconds; < 0: send when the schedule allows */
+
+	enum kvb_endpoint endpoint;
+	char *prompt;         /* completions: text prompt, or NULL */
+	int32_t *prompt_ids;  /* completions: token-id prompt (used when n > 0) */
+	size_t n_prompt_ids;
+	struct kvb_msg *msgs; /* chat */
+	size_t n_msgs;
+
+	int max_tokens;       /* max_tokens */
+	int min_tokens;       /* 0: not sent */
+	bool ignore_eos;      /* sent as "ignore_eos": true when set */
+	double temperature;   /* 0 = greedy */
+	int logprobs;         /* < 0: not requested; k >= 0: chosen + top-k */
+	bool echo;            /* completions echo (prompt logprobs on kvserve) */
+	char *extra_json;     /* a JSON object whose members are merged into the
+	                         body ("cache_salt", "seed", "stop", ...), or NULL */
+	char *model;          /* overrides the run's model name, or NULL */
+
+	int context_len;      /* tokens of shared context, -1 unknown (CSV) */
+	int query_len;        /* tokens of the query part, -1 unknown (CSV) */
+	char *expected;       /* reference answer for scoring, or NULL */
+};
+
+enum kvb_status {
+	KVB_OK = 0,
+	KVB_ERR_CONNECT,   /* refused, DNS, TLS */
+	KVB_ERR_RESET,     /* connection closed or reset mid-response */
+	KVB_ERR_TIMEOUT,   /* connect or request timeout */
+	KVB_ERR_HTTP,      /* HTTP status >= 400; error holds the server's message */
+	KVB_ERR_STREAM,    /* malformed SSE or JSON, line too long */
+	KVB_ERR_SERVER,    /* an "error" object inside the stream */
+	KVB_ERR_CANCELLED, /* run interrupted before the response ended */
+	KVB_STATUS_COUNT
+};
+
+/* Stable lower-case names used in CSV, JSON and summaries ("ok", "timeout"...). */
+const char *kvb_status_name(enum kvb_status s);
+
+struct kvb_top_lp {
+	char *token;
+	float logprob;
+};
+
+/* One generated (or, with echo, prompt) token with its logprob. */
+struct kvb_tok_lp {
+	char *token;          /* token text as the server sent it */
+	float logprob;        /* NAN when the server sent null */
+	struct kvb_top_lp *top;
+	int n_top;
+};
+
+/* What happened to one request. Every pointer is owned by the struct. */
+struct kvb_result {
+	uint64_t req_id;
+	enum kvb_status status;
+	int http_status;      /* 0 when no response */
+	char *error;          /* one line, NULL when ok */
+
+	/* monotonic ns; 0 = did not happen */
+	uint64_t t_sched;     /* when the schedule wanted it sent */
+	uint64_t t_send;      /* when the client handed it to the socket */
+	uint64_t t_first_byte;
+	uint64_t t_first_token; /* first chunk that carries content */
+	uint64_t t_end;
+	uint64_t *tok_t;      /* arrival time of each output token (a chunk
+	                         carrying k tokens gives k equal stamps) */
+	size_t n_tok_t;
+
+	int prompt_tokens;      /* from usage; -1 unknown */
+	int completion_tokens;  /* from usage, else counted; -1 unknown */
+	int cached_tokens;      /* usage.prompt_tokens_details.cached_tokens or
+	                           llama.cpp timings.cache_n; -1 unknown */
+	char *text;             /* generated text (all choices[0] content) */
+	char *finish_reason;    /* "stop", "length", NULL */
+	int32_t *token_ids;     /* choices[0].token_ids when the server sends them */
+	size_t n_token_ids;
+	struct kvb_tok_lp *lps; /* generated tokens' logprobs, when requested */
+	size_t n_lps;
+	struct kvb_tok_lp *prompt_lps; /* echo'ed prompt logprobs (kvserve), or NULL */
+	size_t n_prompt_lps;
+};
+
+void kvb_req_free(struct kvb_req *r);
+void kvb_result_release(struct kvb_result *r);
+
+struct kvb_workload;
+
+struct kvb_workload_ops {
+	const char *name;
+	/* 1: *out holds a request; 0: none ready now; -1: finished. */
+	int (*next)(struct kvb_workload *wl, struct kvb_req **out);
+	/* Called once for every request next() returned, with its result. May be NULL. */
+	void (*done)(struct kvb_workload *wl, const struct kvb_req *req,
+		     const struct kvb_result *res);
+	void (*free)(struct kvb_workload *wl);
+};
+
+struct kvb_workload {
+	const struct kvb_workload_ops *ops;
+	void *priv;
+};
+
+#endif
