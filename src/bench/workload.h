@@ -149,3 +149,64 @@ struct kvb_workload {
 };
 
 #endif
+
+/* ---- Workload registry and parameters ---------------------------------- */
+
+/*
+ * key=value settings of one workload, from `--set key=value` or from a suite
+ * file's workload section. file/line say where a value came from, for errors
+ * ("suite.yaml:12: num_documents: expected an integer >= 1, got 'x'", or
+ * "--set num_documents: ..." when file is NULL).
+ */
+struct kvb_kv {
+	char *key;
+	char *value;
+	const char *file; /* not owned; NULL for the command line */
+	int line;
+	bool used;        /* set by the getters; unused keys are errors */
+};
+
+struct kvb_wl_params {
+	struct kvb_kv *kv;
+	size_t n;
+	uint64_t seed;      /* --seed */
+	const char *model;  /* model name for the requests, may be NULL */
+	enum kvb_endpoint endpoint;
+};
+
+/* A documented key of a workload: what `--workload NAME --help` lists. */
+struct kvb_wl_key {
+	const char *name;  /* snake_case */
+	const char *def;   /* default as text, "" for none (required) */
+	const char *unit;  /* "tokens", "s", "requests/s", "" */
+	const char *help;
+};
+
+struct kvb_wl_def {
+	const char *name;     /* "synthetic", "long-doc-qa", ... */
+	const char *summary;  /* one line */
+	const struct kvb_wl_key *keys; /* terminated by { NULL } */
+	/* 0 on success; on error prints one line (kv_error) and returns -1. */
+	int (*create)(const struct kvb_wl_params *p, struct kvb_workload **out);
+};
+
+/* The registry (src/bench/workloads/registry.c). NULL-terminated. */
+extern const struct kvb_wl_def *const kvb_workloads[];
+const struct kvb_wl_def *kvb_wl_find(const char *name);
+/* Prints `--workload NAME --help`: summary and the keys with defaults. */
+void kvb_wl_help(FILE *out, const struct kvb_wl_def *def);
+
+/*
+ * Getters: look the key up (marking it used), else use the default. On a bad
+ * value print one error line naming file:line or --set and return -1.
+ */
+int kvb_wl_get_int(const struct kvb_wl_params *p, const char *key, int64_t def,
+		   int64_t min, int64_t max, int64_t *out);
+int kvb_wl_get_double(const struct kvb_wl_params *p, const char *key, double def,
+		      double min, double max, double *out);
+int kvb_wl_get_bool(const struct kvb_wl_params *p, const char *key, bool def, bool *out);
+/* *out points into p (not owned); def may be NULL (then *out = NULL if absent). */
+int kvb_wl_get_str(const struct kvb_wl_params *p, const char *key, const char *def,
+		   const char **out);
+/* -1 with an error naming the first key no getter asked for. */
+int kvb_wl_check_unused(const struct kvb_wl_params *p, const char *workload);

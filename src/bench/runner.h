@@ -1,0 +1,69 @@
+/*
+ * runner.h: sends the requests of one or more workloads to their targets on
+ * one event loop, on a schedule, and records every result.
+ *
+ * This is what `kvbench bench` and `kvbench run` (each experiment of a suite)
+ * call. One item = one workload against one target (engine); several items
+ * run at the same time on the same loop (the lmcache-tests experiment runner:
+ * one workload config, N engines at once, each with its own workload object
+ * made from the same params and seed).
+ *
+ * Records stream to the sinks as they complete (bounded memory); statistics
+ * are kept per (item, pass) in histograms.
+ */
+#ifndef KVB_RUNNER_H
+#define KVB_RUNNER_H
+
+#include "workload.h"
+
+struct kvb_target {
+	const char *engine_id;   /* name in results ("kvserve-cache", or the URL) */
+	const char *base_url;    /* "http://127.0.0.1:8000" (no /v1) */
+	const char *model;       /* model name; NULL: first of GET /v1/models */
+	const char *api_key_env; /* name of the env var holding the API key, or NULL */
+	bool return_token_ids;   /* ask for choices[].token_ids (vLLM, kvserve) */
+};
+
+enum kvb_arrival { KVB_ARRIVAL_CLOSED, KVB_ARRIVAL_CONSTANT, KVB_ARRIVAL_POISSON, KVB_ARRIVAL_GAMMA };
+
+struct kvb_run_opts {
+	const char *expr_id;       /* first CSV column: test name or "bench" */
+	int concurrency;           /* closed loop: requests in flight per item; also the
+	                              cap on in-flight requests in open loop (0 = none) */
+	enum kvb_arrival arrival;
+	double rate;               /* open loop: requests/s per item */
+	double burstiness;         /* gamma shape; 1 = Poisson */
+	uint64_t seed;
+	int64_t max_requests;      /* per item; 0 = until the workload ends */
+	double duration_s;         /* 0 = no limit */
+	double connect_timeout_s;  /* default 10 */
+	double request_timeout_s;  /* default 600 */
+	bool progress;             /* live progress line (only on a terminal) */
+	const char *out_dir;       /* requests.csv, outputs.jsonl go here; NULL: none */
+	volatile int *cancel;      /* set non-zero (e.g. by SIGINT) to stop early */
+};
+
+struct kvb_run_item {
+	struct kvb_workload *wl;   /* not owned */
+	struct kvb_target target;
+};
+
+struct kvb_stats;             /* per-(item, pass) statistics; see stats.h */
+
+struct kvb_run_result {
+	bool interrupted;          /* cancel was set, or the duration cut the run */
+	uint64_t completed, failed;
+	/* JSON text of the summary (docs/RESULTS.md "groups"), malloc'ed */
+	char *groups_json;
+};
+
+/*
+ * Runs until every workload is finished, max_requests or duration is reached,
+ * or *cancel becomes non-zero. Returns 0, or -1 on a setup failure (printed).
+ * Request failures are not errors here: they are counted and recorded.
+ */
+int kvb_run(struct kvb_run_item *items, size_t n, const struct kvb_run_opts *o,
+	    struct kvb_run_result *out);
+void kvb_run_result_release(struct kvb_run_result *r);
+
+#endif
