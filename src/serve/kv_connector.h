@@ -27,6 +27,7 @@
 #define KVS_KV_CONNECTOR_H
 
 #include "common/compat.h"
+#include "common/buf.h"
 
 /*
  * Everything besides the tokens that the KV depends on. Every field is part
@@ -52,13 +53,41 @@ struct kv_seq_view {
 	void *ctx;
 };
 
+/*
+ * A connector is an object with operations, so that the engine links without
+ * the offload code; src/serve/offload/ creates one from its config.
+ */
 struct kv_connector;
+struct kv_connector_ops {
+	int (*lookup)(struct kv_connector *c, const struct kv_namespace *ns,
+		      const int32_t *toks, int ntok);
+	int (*load)(struct kv_connector *c, const struct kv_namespace *ns,
+		    const int32_t *toks, int n, const struct kv_seq_view *view);
+	void (*store)(struct kv_connector *c, const struct kv_namespace *ns,
+		      const int32_t *toks, int ntok, const struct kv_seq_view *view);
+	/* Appends Prometheus text for the connector's metrics. May be NULL. */
+	void (*metrics)(struct kv_connector *c, struct kv_buf *out);
+	void (*free)(struct kv_connector *c);
+};
+struct kv_connector {
+	const struct kv_connector_ops *ops;
+	void *priv;
+};
 
-int kvc_lookup(struct kv_connector *c, const struct kv_namespace *ns,
-	       const int32_t *toks, int ntok);
-int kvc_load(struct kv_connector *c, const struct kv_namespace *ns,
-	     const int32_t *toks, int n, const struct kv_seq_view *view);
-void kvc_store(struct kv_connector *c, const struct kv_namespace *ns,
-	       const int32_t *toks, int ntok, const struct kv_seq_view *view);
+static inline int kvc_lookup(struct kv_connector *c, const struct kv_namespace *ns,
+			     const int32_t *toks, int ntok)
+{
+	return c->ops->lookup(c, ns, toks, ntok);
+}
+static inline int kvc_load(struct kv_connector *c, const struct kv_namespace *ns,
+			   const int32_t *toks, int n, const struct kv_seq_view *view)
+{
+	return c->ops->load(c, ns, toks, n, view);
+}
+static inline void kvc_store(struct kv_connector *c, const struct kv_namespace *ns,
+			     const int32_t *toks, int ntok, const struct kv_seq_view *view)
+{
+	c->ops->store(c, ns, toks, ntok, view);
+}
 
 #endif
