@@ -239,6 +239,8 @@ static bool group_gone(struct kvb_engine *e)
 			e->pid = 0;
 		}
 	}
+	if (r < 0 && errno == ECHILD)
+		e->pid = 0; /* reaped elsewhere (kvb_engines_kill_all) */
 	if (e->pid > 0)
 		return false;
 	return kill(-e->pgid, 0) < 0 && errno == ESRCH;

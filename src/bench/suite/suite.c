@@ -115,7 +115,18 @@ fail:
 
 struct ctx {
 	const char *file;
+	const char *where; /* "engines.a": prefix of key names in messages */
+	char qbuf[256];
 };
+
+/* "engines.a.port" for the key "port" of the section being read. */
+static const char *qual(struct ctx *c, const char *what)
+{
+	if (!c->where || !*c->where)
+		return what;
+	snprintf(c->qbuf, sizeof(c->qbuf), "%s.%s", c->where, what);
+	return c->qbuf;
+}
 
 #define ERR(c, node, ...) cerr((c), (node) ? (node)->line : 1, __VA_ARGS__)
 
@@ -145,7 +156,7 @@ static int want_map(struct ctx *c, const struct ynode *n, const char *what)
 {
 	if (n->type == YN_MAP)
 		return 0;
-	ERR(c, n, "%s: expected a mapping (key: value lines)", what);
+	ERR(c, n, "%s: expected a mapping (key: value lines)", qual(c, what));
 	return -1;
 }
 
@@ -153,7 +164,7 @@ static int want_scalar(struct ctx *c, const struct ynode *n, const char *what)
 {
 	if (n->type == YN_SCALAR)
 		return 0;
-	ERR(c, n, "%s: expected a single value, got a %s", what,
+	ERR(c, n, "%s: expected a single value, got a %s", qual(c, what),
 	    n->type == YN_MAP ? "mapping" : "list");
 	return -1;
 }
@@ -180,7 +191,7 @@ static int get_int(struct ctx *c, struct ynode *map, const char *key, const char
 	if (want_scalar(c, n, what) < 0)
 		return -1;
 	if (kv_parse_i64(n->str, min, max, out) < 0) {
-		ERR(c, n, "%s: expected an integer in %lld..%lld, got '%s'", what, (long long)min,
+		ERR(c, n, "%s: expected an integer in %lld..%lld, got '%s'", qual(c, what), (long long)min,
 		    (long long)max, n->str);
 		return -1;
 	}
@@ -197,7 +208,7 @@ static int get_double(struct ctx *c, struct ynode *map, const char *key, const c
 	if (want_scalar(c, n, what) < 0)
 		return -1;
 	if (kv_parse_double(n->str, &v) < 0 || v < min || v > max) {
-		ERR(c, n, "%s: expected a number in %g..%g, got '%s'", what, min, max, n->str);
+		ERR(c, n, "%s: expected a number in %g..%g, got '%s'", qual(c, what), min, max, n->str);
 		return -1;
 	}
 	*out = v;
@@ -239,7 +250,7 @@ static int get_duration(struct ctx *c, struct ynode *map, const char *key, const
 		return -1;
 	if (kvb_parse_duration(n->str, out) < 0) {
 		ERR(c, n, "%s: expected a duration in seconds (30, 30s, 500ms, 2m), got '%s'",
-		    what, n->str);
+		    qual(c, what), n->str);
 		return -1;
 	}
 	return 0;
@@ -271,7 +282,7 @@ static int get_bool(struct ctx *c, struct ynode *map, const char *key, const cha
 	if (want_scalar(c, n, what) < 0)
 		return -1;
 	if (parse_bool(n->str, out) < 0) {
-		ERR(c, n, "%s: expected true or false, got '%s'", what, n->str);
+		ERR(c, n, "%s: expected true or false, got '%s'", qual(c, what), n->str);
 		return -1;
 	}
 	return 0;
@@ -310,14 +321,14 @@ static int get_strv(struct ctx *c, struct ynode *map, const char *key, const cha
 	} else if (n->type == YN_SEQ) {
 		for (size_t i = 0; i < n->n; i++) {
 			if (n->kids[i]->type != YN_SCALAR) {
-				ERR(c, n->kids[i], "%s: expected a list of values", what);
+				ERR(c, n->kids[i], "%s: expected a list of values", qual(c, what));
 				strv_free(v);
 				return -1;
 			}
 			v = strv_push(v, &cnt, xstrdup(n->kids[i]->str));
 		}
 	} else {
-		ERR(c, n, "%s: expected a list, got a mapping", what);
+		ERR(c, n, "%s: expected a list, got a mapping", qual(c, what));
 		return -1;
 	}
 	if (!v)
@@ -389,6 +400,7 @@ static int load_engine(struct ctx *c, struct kvb_suite *s, struct kvb_suite_engi
 	struct ynode *n;
 	bool pc;
 	size_t cnt;
+	int rc;
 
 	snprintf(where, sizeof(where), "engines.%s", name);
 	e->name = xstrdup(name);
@@ -403,6 +415,7 @@ static int load_engine(struct ctx *c, struct kvb_suite *s, struct kvb_suite_engi
 	}
 	if (want_map(c, m, where) < 0)
 		return -1;
+	c->where = where;
 	if (get_str(c, m, "preset", "preset", &e->preset) < 0 ||
 	    get_str(c, m, "binary", "binary", &e->binary) < 0 ||
 	    get_strv(c, m, "command", "command", &e->command, &cnt) < 0 ||
@@ -560,7 +573,9 @@ static int load_engine(struct ctx *c, struct kvb_suite *s, struct kvb_suite_engi
 		e->kv_transfer_config = json_dumps(j, JSON_COMPACT);
 		json_decref(j);
 	}
-	return check_unused(c, m, where, ENGINE_KEYS);
+	rc = check_unused(c, m, where, ENGINE_KEYS);
+	c->where = NULL;
+	return rc;
 }
 
 static int load_workload(struct ctx *c, struct kvb_suite_workload *w, const char *name,
@@ -578,6 +593,7 @@ static int load_workload(struct ctx *c, struct kvb_suite_workload *w, const char
 	}
 	if (want_map(c, m, where) < 0)
 		return -1;
+	c->where = where;
 	t = ynode_get(m, "type");
 	if (!t) {
 		cerr(c, line, "%s: missing 'type' (a workload name, see 'kvbench bench --help')",
@@ -680,6 +696,7 @@ static int load_check(struct ctx *c, const struct kvb_suite *s, struct kvb_suite
 	snprintf(where, sizeof(where), "tests.%s.checks", t->name);
 	if (want_map(c, m, where) < 0)
 		return -1;
+	c->where = where;
 	if (get_str(c, m, "type", "type", &type) < 0)
 		goto out;
 	if (!type) {
@@ -802,6 +819,7 @@ static int load_test(struct ctx *c, struct kvb_suite *s, struct kvb_suite_test *
 	}
 	if (want_map(c, m, where) < 0)
 		return -1;
+	c->where = where;
 	if (get_str(c, m, "description", "description", &t->description) < 0 ||
 	    get_str(c, m, "workload", "workload", &t->workload) < 0 ||
 	    get_strv(c, m, "engines", "engines", &t->engines, &t->n_engines) < 0 ||
@@ -881,6 +899,7 @@ static int load_test(struct ctx *c, struct kvb_suite *s, struct kvb_suite_test *
 			if (load_check(c, s, t, &t->checks[i], n->kids[i]) < 0)
 				goto out;
 		}
+		c->where = where;
 	}
 	if (check_unused(c, m, where, TEST_KEYS) < 0)
 		goto out;
@@ -912,9 +931,9 @@ static int check_requires(struct ctx *c, struct kvb_suite *s)
 
 int kvb_suite_load(struct kvb_suite *s, const char *path, const char *model_override)
 {
-	struct ctx c;
-	struct ynode *root, *n;
-	int rc = -1;
+	struct ctx c = { 0 };
+	struct ynode *root = NULL, *n;
+	int rc = -1, r;
 
 	memset(s, 0, sizeof(*s));
 	s->file = xstrdup(path);
@@ -958,7 +977,9 @@ int kvb_suite_load(struct kvb_suite *s, const char *path, const char *model_over
 	s->engines = xcalloc(n->n ? n->n : 1, sizeof(*s->engines));
 	for (size_t i = 0; i < n->n; i++) {
 		s->n_engines = i + 1;
-		if (load_engine(&c, s, &s->engines[i], n->keys[i], n->key_lines[i], n->kids[i]) < 0)
+		r = load_engine(&c, s, &s->engines[i], n->keys[i], n->key_lines[i], n->kids[i]);
+		c.where = NULL;
+		if (r < 0)
 			goto out;
 	}
 	if (check_requires(&c, s) < 0)
@@ -974,7 +995,9 @@ int kvb_suite_load(struct kvb_suite *s, const char *path, const char *model_over
 	s->workloads = xcalloc(n->n ? n->n : 1, sizeof(*s->workloads));
 	for (size_t i = 0; i < n->n; i++) {
 		s->n_workloads = i + 1;
-		if (load_workload(&c, &s->workloads[i], n->keys[i], n->key_lines[i], n->kids[i]) < 0)
+		r = load_workload(&c, &s->workloads[i], n->keys[i], n->key_lines[i], n->kids[i]);
+		c.where = NULL;
+		if (r < 0)
 			goto out;
 	}
 
@@ -988,7 +1011,9 @@ int kvb_suite_load(struct kvb_suite *s, const char *path, const char *model_over
 	s->tests = xcalloc(n->n ? n->n : 1, sizeof(*s->tests));
 	for (size_t i = 0; i < n->n; i++) {
 		s->n_tests = i + 1;
-		if (load_test(&c, s, &s->tests[i], n->keys[i], n->key_lines[i], n->kids[i]) < 0)
+		r = load_test(&c, s, &s->tests[i], n->keys[i], n->key_lines[i], n->kids[i]);
+		c.where = NULL;
+		if (r < 0)
 			goto out;
 	}
 	if (check_unused(&c, root, "", TOP_KEYS) < 0)
