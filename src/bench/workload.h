@@ -148,8 +148,6 @@ struct kvb_workload {
 	void *priv;
 };
 
-#endif
-
 /* ---- Workload registry and parameters ---------------------------------- */
 
 /*
@@ -210,3 +208,5 @@ int kvb_wl_get_str(const struct kvb_wl_params *p, const char *key, const char *d
 		   const char **out);
 /* -1 with an error naming the first key no getter asked for. */
 int kvb_wl_check_unused(const struct kvb_wl_params *p, const char *workload);
+
+#endif
