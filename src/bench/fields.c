@@ -298,67 +298,62 @@ const struct kvb_sum_field kvb_sum_fields[] = {
 
 static const char *const dist_keys[] = { "mean", "std", "p50", "p90", "p99", "p99_9", "max" };
 
-static void cell(FILE *out, json_t *v, const char *unit)
+static void cell(FILE *out, json_t *v, bool ms, int width)
 {
 	char s[32];
 	double d;
 
 	if (!json_is_number(v)) {
-		fprintf(out, " %14s", "-");
+		fprintf(out, " %*s", width, "-");
 		return;
 	}
 	d = json_number_value(v);
-	if (!strcmp(unit, "s") && fabs(d) < 10)
-		snprintf(s, sizeof(s), "%.3f ms", d * 1e3);
+	if (ms)
+		snprintf(s, sizeof(s), "%.3f", d * 1e3);
 	else if (json_is_integer(v))
 		snprintf(s, sizeof(s), "%lld", (long long)json_integer_value(v));
 	else
-		snprintf(s, sizeof(s), "%.2f", d);
-	fprintf(out, " %14s", s);
+		snprintf(s, sizeof(s), "%.3f", d);
+	fprintf(out, " %*s", width, s);
 }
 
 void kvb_summary_print(FILE *out, json_t *groups)
 {
-	size_t i, ng = json_array_size(groups);
-	json_t *g, *fb;
+	size_t i;
+	json_t *g, *fb, *v;
 	const char *k;
 
-	fprintf(out, "%-32s", "");
 	json_array_foreach(groups, i, g) {
-		char h[64];
-		json_t *p = json_object_get(g, "pass");
-		snprintf(h, sizeof(h), "%.14s", json_string_value(json_object_get(g, "engine_id")) ?
-			 json_string_value(json_object_get(g, "engine_id")) : "?");
-		if (json_integer_value(p) > 0 || ng > 1)
-			snprintf(h + strlen(h), sizeof(h) - strlen(h), "/%lld",
-				 (long long)json_integer_value(p));
-		fprintf(out, " %14.14s", h);
-	}
-	fputc('\n', out);
-	for (const struct kvb_sum_field *f = kvb_sum_fields; f->key; f++) {
-		if (f->kind != KVB_SUM_DIST) {
+		const char *eng = json_string_value(json_object_get(g, "engine_id"));
+
+		fprintf(out, "%s== %s, pass %lld ==\n", i ? "\n" : "", eng ? eng : "?",
+			(long long)json_integer_value(json_object_get(g, "pass")));
+		for (const struct kvb_sum_field *f = kvb_sum_fields; f->key; f++) {
 			char l[64];
+
+			if (f->kind == KVB_SUM_DIST)
+				continue;
 			snprintf(l, sizeof(l), "%s (%s)", f->label, f->unit);
-			fprintf(out, "%-32s", l);
-			json_array_foreach(groups, i, g)
-				cell(out, json_object_get(g, f->key), f->unit);
-			fputc('\n', out);
-			continue;
-		}
-		for (size_t d = 0; d < KV_ARRAY_SIZE(dist_keys); d++) {
-			char l[64];
-			snprintf(l, sizeof(l), "%s %s", f->label, dist_keys[d]);
-			fprintf(out, "%-32s", l);
-			json_array_foreach(groups, i, g)
-				cell(out, json_object_get(json_object_get(g, f->key), dist_keys[d]),
-				     f->unit);
+			fprintf(out, "%-36s", l);
+			cell(out, json_object_get(g, f->key), false, 12);
 			fputc('\n', out);
 		}
-	}
-	json_array_foreach(groups, i, g) {
 		fb = json_object_get(g, "failed_by_reason");
-		json_t *v;
 		json_object_foreach(fb, k, v)
-			fprintf(out, "failed: %s: %lld\n", k, (long long)json_integer_value(v));
+			fprintf(out, "  failed: %-26s %12lld\n", k, (long long)json_integer_value(v));
+		fprintf(out, "%-22s", "latency (ms)");
+		for (size_t d = 0; d < KV_ARRAY_SIZE(dist_keys); d++)
+			fprintf(out, " %9s", dist_keys[d]);
+		fputc('\n', out);
+		for (const struct kvb_sum_field *f = kvb_sum_fields; f->key; f++) {
+			json_t *dist = json_object_get(g, f->key);
+
+			if (f->kind != KVB_SUM_DIST)
+				continue;
+			fprintf(out, "%-22s", f->label);
+			for (size_t d = 0; d < KV_ARRAY_SIZE(dist_keys); d++)
+				cell(out, json_object_get(dist, dist_keys[d]), true, 9);
+			fputc('\n', out);
+		}
 	}
 }

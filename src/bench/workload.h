@@ -140,6 +140,7 @@ struct kvb_workload_ops {
 	/* Called once for every request next() returned, with its result. May be NULL. */
 	void (*done)(struct kvb_workload *wl, const struct kvb_req *req,
 		     const struct kvb_result *res);
+	/* Frees priv and wl itself (the creator of wl calls it; the runner never does). */
 	void (*free)(struct kvb_workload *wl);
 };
 
