@@ -7,6 +7,9 @@
 
 #include "workload.h"
 
+extern const struct kvb_wl_def kvb_wl_synthetic;
+
 const struct kvb_wl_def *const kvb_workloads[] = {
+	&kvb_wl_synthetic,
 	NULL,
 };
