@@ -15,6 +15,8 @@ struct cmd {
 
 static const struct cmd commands[] = {
 	{ "bench", cmd_bench, "drive one workload against a server and measure it" },
+	{ "run", cmd_run, "run a suite: start engines, run tests, check thresholds, write results" },
+	{ "engine", cmd_engine, "start, inspect or stop a suite's engines (for CI scripts)" },
 };
 
 static void usage(FILE *out)

@@ -44,6 +44,7 @@ struct kvb_engine {
 	pid_t pid;            /* > 0 while started and not yet reaped */
 	pid_t pgid;           /* process group (== first pid); kept after exit */
 	bool exited;          /* the main process exited (wstatus valid) */
+	bool start_failed;    /* posix_spawn failed (program not found, ...) */
 	int wstatus;
 	uint64_t started_ns;
 	uint64_t ready_ns;
