@@ -17,5 +17,6 @@ enum {
 };
 
 int cmd_bench(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@ struct cmd {
 
 static const struct cmd commands[] = {
 	{ "bench", cmd_bench, "drive one workload against a server and measure it" },
+	{ "check", cmd_check, "compare two outputs.jsonl files: identity, logprobs, accuracy, F1" },
 };
 
 static void usage(FILE *out)

@@ -182,6 +182,7 @@ struct kvb_lp_stats {
 	size_t n_top;
 	double max_abs_top, mean_abs_top;  /* |Δ lp| over tokens in both top-k lists */
 	double max_kl, mean_kl;            /* KL(base || cand) over the top-k union */
+	size_t n_kl;   /* positions with a KL value */
 	const char *worst_key;  /* the pair with max_abs (points into records) */
 	long worst_pos;
 };
