@@ -17,6 +17,7 @@ static const struct cmd commands[] = {
 	{ "bench", cmd_bench, "drive one workload against a server and measure it" },
 	{ "run", cmd_run, "run a suite: start engines, run tests, check thresholds, write results" },
 	{ "engine", cmd_engine, "start, inspect or stop a suite's engines (for CI scripts)" },
+	{ "check", cmd_check, "compare two outputs.jsonl files: identity, logprobs, accuracy, F1" },
 };
 
 static void usage(FILE *out)
