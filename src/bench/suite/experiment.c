@@ -11,6 +11,7 @@
 
 #include "common/buf.h"
 #include "common/clock.h"
+#include "checks/checks.h"
 #include "runner.h"
 #include "suite/experiment.h"
 #include "common/banned.h"
@@ -349,19 +350,76 @@ static char *pass_label(int pass)
 }
 
 /*
- * Identity and accuracy need the outputs of two engines compared record by
- * record: that is the checks module's job (src/bench/checks/checks.h). This
- * is the one place where it is wired in; until then such a check is an
- * ERROR, never a pass.
+ * Identity and accuracy compare the outputs of two engines (or passes)
+ * record by record, with the checks module (checks/checks.h), over the
+ * test's merged outputs.jsonl. A check with nothing to compare fails: it
+ * never passes unmeasured.
  */
 static void external_check(const struct kvb_suite_check *k, const char *test_dir,
 			   struct kvb_test_result *res)
 {
-	(void)test_dir;
-	kvb_test_add_check(res, k->name, KVB_V_ERROR, NAN,
-			   k->type == KVB_CHECK_IDENTITY ? 1.0 : k->limit,
-			   k->type == KVB_CHECK_IDENTITY ? "fraction" : "fraction",
-			   "this build has no checks module to compare outputs");
+	bool ident = k->type == KVB_CHECK_IDENTITY;
+	char *path = xasprintf("%s/outputs.jsonl", test_dir);
+	struct kvb_outputs outs = { 0 };
+	struct kvb_select bs, cs;
+	struct kvb_pair *pairs = NULL;
+	size_t n_pairs = 0, n_unpaired = 0, n_failed = 0;
+	struct kvb_check c;
+	char reason[400];
+
+	memset(&c, 0, sizeof(c));
+	if (kvb_outputs_load(path, &outs) < 0) {
+		kvb_test_add_check(res, k->name, KVB_V_ERROR, NAN, ident ? 1.0 : k->limit,
+				   "fraction", "cannot read the test's outputs.jsonl");
+		goto out;
+	}
+	bs.engine_id = k->baseline;
+	bs.pass = k->baseline_pass >= 0 ? k->baseline_pass : k->pass;
+	cs.engine_id = k->candidate;
+	cs.pass = k->pass;
+	kvb_pair_outputs(&outs, &bs, &outs, &cs, &pairs, &n_pairs, &n_unpaired, &n_failed);
+	if (!n_pairs) {
+		snprintf(reason, sizeof(reason), "no request of %s pairs with one of %s (%zu failed, "
+			 "%zu unpaired): nothing to compare", k->candidate, k->baseline, n_failed,
+			 n_unpaired);
+		kvb_test_add_check(res, k->name, KVB_V_FAIL, NAN, ident ? 1.0 : k->limit,
+				   "fraction", reason);
+		goto out;
+	}
+	if (ident) {
+		struct kvb_identity_opts io = { 0 };
+		struct kvb_identity_result ir;
+		char *div = xasprintf("%s/divergences.jsonl", test_dir);
+		io.near_tie_nats = KVB_NEAR_TIE_NATS_DEFAULT;
+		io.divergences_path = div;
+		if (kvb_check_identity(pairs, n_pairs, &io, &ir, &c) < 0) {
+			kvb_test_add_check(res, k->name, KVB_V_ERROR, NAN, 1.0, "fraction",
+					   "cannot write divergences.jsonl");
+		} else {
+			snprintf(reason, sizeof(reason), "%s vs %s over %zu pairs: %s", k->baseline,
+				 k->candidate, n_pairs, c.reason);
+			kvb_test_add_check(res, k->name, c.passed ? KVB_V_PASS : KVB_V_FAIL, c.figure,
+					   c.threshold, c.unit, reason);
+		}
+		kvb_identity_result_release(&ir);
+		free(div);
+	} else {
+		struct kvb_acc_opts ao = { k->limit, KVB_ALPHA_DEFAULT };
+		struct kvb_acc_result ar;
+		if (kvb_check_accuracy(pairs, n_pairs, &ao, &ar, &c) != 0) {
+			kvb_test_add_check(res, k->name, KVB_V_FAIL, NAN, k->limit, "fraction",
+					   "no request carries an expected answer: accuracy not measured");
+		} else {
+			snprintf(reason, sizeof(reason), "%s vs %s: %s", k->baseline, k->candidate,
+				 c.reason);
+			kvb_test_add_check(res, k->name, c.passed ? KVB_V_PASS : KVB_V_FAIL, c.figure,
+					   c.threshold, c.unit, reason);
+		}
+	}
+out:
+	free(pairs);
+	kvb_outputs_release(&outs);
+	free(path);
 }
 
 void kvb_exp_checks(const struct kvb_suite_test *t, const char *groups_json,
@@ -612,13 +670,16 @@ out:
 	return rc;
 }
 
-static int finish_merge(struct merge *m, const struct kvb_exp *x, struct kvb_test_result *res)
+/* Closes the merged files and renames them into place. 0 or -1. */
+static int close_merge(struct merge *m, const struct kvb_exp *x)
 {
-	json_t *j = json_object(), *checks = json_array();
-	char *text, *path;
 	int rc = 0;
 
+	if (m->csv && (fflush(m->csv) || fsync(fileno(m->csv)) < 0))
+		rc = -1;
 	if (m->csv && fclose(m->csv))
+		rc = -1;
+	if (m->jsonl && (fflush(m->jsonl) || fsync(fileno(m->jsonl)) < 0))
 		rc = -1;
 	if (m->jsonl && fclose(m->jsonl))
 		rc = -1;
@@ -631,6 +692,18 @@ static int finish_merge(struct merge *m, const struct kvb_exp *x, struct kvb_tes
 		rc |= rename(m->jsonl_path, final);
 		free(final);
 	}
+	if (rc)
+		kv_error("%s: cannot write requests.csv / outputs.jsonl: %s", x->test_dir,
+			 strerror(errno));
+	return rc ? -1 : 0;
+}
+
+static int finish_merge(struct merge *m, const struct kvb_exp *x, struct kvb_test_result *res)
+{
+	json_t *j = json_object(), *checks = json_array();
+	char *text, *path;
+	int rc = 0;
+
 	json_object_set_new(j, "kvbench_version", json_string(KV_VERSION));
 	json_object_set_new(j, "test", json_string(x->test->name));
 	json_object_set_new(j, "status", json_string(res->verdict == KVB_V_INTERRUPTED ?
@@ -736,6 +809,10 @@ done:
 		res->verdict = KVB_V_ERROR;
 		free(res->reason);
 		res->reason = xasprintf("the test ran past its timeout of %gs", t->timeout_s);
+	}
+	if (close_merge(&m, x) < 0 && res->verdict == KVB_V_PASS) {
+		res->verdict = KVB_V_ERROR;
+		res->reason = xstrdup("cannot write the test's requests.csv / outputs.jsonl");
 	}
 	if (res->verdict == KVB_V_PASS) {
 		groups_text = json_dumps(m.groups, JSON_COMPACT);
