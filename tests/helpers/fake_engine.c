@@ -6,7 +6,7 @@
  *
  *   fake_engine --port P [--mode healthy|exit|never-healthy] [--exit-code N]
  *               [--ready-after S] [--die-after S] [--ignore-term] [--child]
- *               [--max-life S]
+ *               [--max-life S] [--tag WORD]
  *
  *   healthy        /health 200 (after --ready-after seconds; 503 before)
  *   exit           writes an error line to stderr and exits with --exit-code
@@ -71,6 +71,8 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--max-life") && v) {
 			max_life = arg_d(v);
 			i++;
+		} else if (!strcmp(a, "--tag") && v) {
+			i++; /* only there to be found by pgrep in tests */
 		} else if (!strcmp(a, "--ignore-term")) {
 			ignore_term = true;
 		} else if (!strcmp(a, "--child")) {
