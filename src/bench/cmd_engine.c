@@ -241,12 +241,13 @@ static int do_status(const char *dir)
 		bool proc = pid > 0;
 		bool alive = !proc || same_process(pid, start);
 		int code = alive && url ? kvb_http_probe(url, hp ? hp : "/health", 2) : -1;
-		char hbuf[16];
+		char hbuf[16], pbuf[16];
 
 		snprintf(hbuf, sizeof(hbuf), "%d", code);
+		snprintf(pbuf, sizeof(pbuf), "%d", (int)pid);
 		printf("%-20s %-8s %-6lld %-10s %-7s %s\n",
 		       json_string_value(json_object_get(v, "name")),
-		       proc ? (snprintf(hbuf + 8, 8, "%d", (int)pid), hbuf + 8) : "-",
+		       proc ? pbuf : "-",
 		       (long long)json_integer_value(json_object_get(v, "port")),
 		       !proc ? "external" : alive ? "running" : "dead", code < 0 ? "-" : hbuf,
 		       url ? url : "");

@@ -3,7 +3,8 @@
 # same with thresholds that cannot be met: FAIL with the figure and exit 1;
 # --quick skips the baseline engine and its checks. No engine is left behind.
 . "$(dirname "$0")/../helpers/e2e_lib.sh"
-export QS_REQUESTS=6 QS_INPUT_LEN=1100 QS_PREFIX_LEN=1024
+# absolute TTFT depends on the machine (and on a sanitizer build): the speedup is the test
+export QS_REQUESTS=6 QS_INPUT_LEN=1100 QS_PREFIX_LEN=1024 QS_MAX_TTFT=120
 Q=$KV_SRC/examples/quickstart.yaml
 
 t0=$(date +%s)
