@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fnmatch.h>
+#include <math.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -161,9 +162,19 @@ static void print_verdict(const struct kvb_suite_result *r, const char *dir)
 		       t->reason ? t->reason : "");
 		for (size_t k = 0; k < t->n_checks; k++) {
 			const struct kvb_check_result *c = &t->checks[k];
-			printf("  %-10s %-28s figure %.4g%s%s, threshold %.4g%s%s  %s\n",
-			       kvb_verdict_name(c->verdict), c->name, c->figure, *c->unit ? " " : "",
-			       c->unit, c->threshold, *c->unit ? " " : "", c->unit, c->reason);
+			char fig[48], thr[48];
+			if (isnan(c->figure))
+				snprintf(fig, sizeof(fig), "-");
+			else
+				snprintf(fig, sizeof(fig), "%.4g%s%s", c->figure, *c->unit ? " " : "",
+					 c->unit);
+			if (isnan(c->threshold))
+				snprintf(thr, sizeof(thr), "-");
+			else
+				snprintf(thr, sizeof(thr), "%.4g%s%s", c->threshold, *c->unit ? " " : "",
+					 c->unit);
+			printf("  %-10s %-28s figure %s, threshold %s  %s\n", kvb_verdict_name(c->verdict),
+			       c->name, fig, thr, c->reason);
 		}
 	}
 	printf("\n%s  %s (%s/overall.result, %.1fs)\n", kvb_verdict_name(v), r->suite, dir,

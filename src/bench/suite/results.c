@@ -57,12 +57,13 @@ enum kvb_verdict kvb_suite_verdict(const struct kvb_suite_result *r)
 	return KVB_V_PASS;
 }
 
-static void fmt_num(struct kv_buf *b, double v)
+/* "1.5 s", or "-" when not measured */
+static void fmt_val(struct kv_buf *b, double v, const char *unit)
 {
 	if (isnan(v))
 		kv_buf_puts(b, "-");
 	else
-		kv_buf_printf(b, "%.6g", v);
+		kv_buf_printf(b, "%.6g%s%s", v, *unit ? " " : "", unit);
 }
 
 static char *test_result_text(const struct kvb_test_result *t)
@@ -74,10 +75,9 @@ static char *test_result_text(const struct kvb_test_result *t)
 	for (size_t i = 0; i < t->n_checks; i++) {
 		const struct kvb_check_result *c = &t->checks[i];
 		kv_buf_printf(&b, "%s %s: figure ", kvb_verdict_name(c->verdict), c->name);
-		fmt_num(&b, c->figure);
-		kv_buf_printf(&b, "%s%s, threshold ", *c->unit ? " " : "", c->unit);
-		fmt_num(&b, c->threshold);
-		kv_buf_printf(&b, "%s%s", *c->unit ? " " : "", c->unit);
+		fmt_val(&b, c->figure, c->unit);
+		kv_buf_puts(&b, ", threshold ");
+		fmt_val(&b, c->threshold, c->unit);
 		if (*c->reason)
 			kv_buf_printf(&b, " (%s)", c->reason);
 		kv_buf_putc(&b, '\n');
@@ -243,10 +243,9 @@ static char *junit_xml(const struct kvb_suite_result *r)
 			struct kv_buf m = KV_BUF_INIT(0);
 			char *msg;
 			kv_buf_puts(&m, "figure ");
-			fmt_num(&m, c->figure);
-			kv_buf_printf(&m, "%s%s, threshold ", *c->unit ? " " : "", c->unit);
-			fmt_num(&m, c->threshold);
-			kv_buf_printf(&m, "%s%s", *c->unit ? " " : "", c->unit);
+			fmt_val(&m, c->figure, c->unit);
+			kv_buf_puts(&m, ", threshold ");
+			fmt_val(&m, c->threshold, c->unit);
 			if (*c->reason)
 				kv_buf_printf(&m, ": %s", c->reason);
 			msg = kv_buf_detach(&m, NULL);
