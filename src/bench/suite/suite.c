@@ -932,16 +932,34 @@ static int check_requires(struct ctx *c, struct kvb_suite *s)
 
 int kvb_suite_load(struct kvb_suite *s, const char *path, const char *model_override)
 {
+	size_t len = 0;
+	char *data = kv_read_file(path, SUITE_MAX_BYTES, &len);
+	int rc;
+
+	if (!data) {
+		memset(s, 0, sizeof(*s));
+		kv_error("%s: cannot read: %s", path, errno ? strerror(errno) : "too large");
+		return -1;
+	}
+	rc = kvb_suite_load_buf(s, path, data, len, model_override);
+	free(data);
+	return rc;
+}
+
+int kvb_suite_load_buf(struct kvb_suite *s, const char *name, const char *data, size_t len,
+		       const char *model_override)
+{
 	struct ctx c = { 0 };
 	struct ynode *root = NULL, *n;
+	const char *path = name;
 	int rc = -1, r;
 
 	memset(s, 0, sizeof(*s));
-	s->file = xstrdup(path);
+	s->file = xstrdup(name);
 	c.file = s->file;
 	s->startup_timeout_s = 600;
 	s->stop_grace_s = 10;
-	root = ynode_load_file(path, SUITE_MAX_BYTES);
+	root = ynode_load_buf(s->file, data, len);
 	if (!root)
 		goto out;
 	if (root->type != YN_MAP) {

@@ -124,6 +124,10 @@ struct kvb_suite {
  * "FILE:LINE: what is wrong" (s is then released).
  */
 int kvb_suite_load(struct kvb_suite *s, const char *path, const char *model_override);
+/* The same from a buffer (len bytes, need not be NUL-terminated); name is
+ * used as the file name in messages and in kvb_kv.file. */
+int kvb_suite_load_buf(struct kvb_suite *s, const char *name, const char *data, size_t len,
+		       const char *model_override);
 void kvb_suite_release(struct kvb_suite *s);
 
 const struct kvb_suite_engine *kvb_suite_engine_find(const struct kvb_suite *s, const char *name);
