@@ -151,11 +151,13 @@ int kvb_engine_prepare(struct kvb_engine *e, const struct kvb_suite_engine *c,
 	if (!e->model && strcmp(p, "command") && strcmp(p, "pegaflow-server")) {
 		kv_error("%s:%d: engines.%s: no model (set model: in the suite or the engine, or "
 			 "pass -m MODEL)", s->file, c->line, c->name);
+		kvb_engine_release(e);
 		return -1;
 	}
 	e->port = fixed_port ? fixed_port : c->port ? c->port : kvb_free_port(c->host);
 	if (!e->port) {
 		kv_error("engines.%s: no free port on %s", c->name, c->host);
+		kvb_engine_release(e);
 		return -1;
 	}
 	snprintf(port, sizeof(port), "%d", e->port);
