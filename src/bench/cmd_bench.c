@@ -159,6 +159,10 @@ int cmd_bench(int argc, char **argv)
 		kv_error("bench: unexpected argument '%s'", argv[0]);
 		goto out;
 	}
+	if (api_key_env && (!getenv(api_key_env) || !*getenv(api_key_env))) {
+		kv_error("bench: --api-key-env: environment variable %s is not set", api_key_env);
+		goto out;
+	}
 	def = kvb_wl_find(workload);
 	if (!def) {
 		kv_error("bench: --workload: no workload named '%s'", workload);
