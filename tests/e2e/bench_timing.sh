@@ -23,13 +23,15 @@ send data: [DONE]\n\n
 EOS
 start_server "$WORK/s.script"
 # one at a time, so the server's timing log lines pair with request ids
+attempt() {
+rm -rf "$WORK/out" "$WORK/timing.log"
 "$KVBENCH" bench --url "$URL" --endpoint chat -n 4 -c 1 --input-len 32 -o "$WORK/out" \
 	>"$WORK/stdout" 2>"$WORK/stderr" || { cat "$WORK/stderr"; fail "kvbench exit $?"; }
 grep -q "TTFT" "$WORK/stdout" || fail "no summary table"
 # The client's figures must be within 2 ms of what the server really did (its
 # send times, logged on the same CLOCK_MONOTONIC), and near the script's
 # nominal delays (looser: a loaded machine delays the server's sleeps).
-py '
+(cd "$WORK" && python3 -c '
 import csv, json
 rows = sorted(csv.DictReader(open("out/requests.csv")), key=lambda r: int(r["request_id"]))
 tl = [list(map(int, l.split())) for l in open("timing.log")]
@@ -71,7 +73,17 @@ assert 0.200 <= g["ttft"]["p50"] < 0.240, g["ttft"]
 outs = [json.loads(l) for l in open("out/outputs.jsonl")]
 assert len(outs) == 4 and all(o["text"] == "AxyzBC" for o in outs)
 assert outs[0]["token_ids"] == [7, 8, 9]
-'
+')
+}
+# A process on a loaded machine is sometimes descheduled for tens of ms: up to
+# three attempts, each asserting everything; a client that stamps wrongly
+# fails all three.
+ok=0
+for n in 1 2 3; do
+	if attempt 2>"$WORK/attempt.$n"; then ok=1; break; fi
+	echo "attempt $n: $(tail -1 "$WORK/attempt.$n")" >&2
+done
+[ $ok -eq 1 ] || { cat "$WORK/attempt.3" >&2; fail "timing off in three attempts"; }
 # closed loop with 4 in flight: the 4 requests overlap (one 0.7 s wave)
 "$KVBENCH" bench --url "$URL" --endpoint chat -n 4 -c 4 -o "$WORK/out4" >/dev/null 2>&1 ||
 	fail "kvbench -c 4 failed"
