@@ -92,7 +92,7 @@ int cmd_bench(int argc, char **argv)
 	const char *workload = "synthetic", *arrival = "poisson", *out_dir = NULL;
 	const char *api_key_env = NULL, *engine_id = NULL;
 	int64_t input_len = 128, output_len = 128, shared = 0, num = 0, conc = 0, logprobs = -1;
-	int64_t seed = 0, recv_buf = 8192;
+	int64_t seed = 0, recv_buf = 2048;
 	double duration = 0, rate = 0, burst = 1, max_err = 0, cto = 10, rto = 600;
 	bool ignore_eos = true, stream = true, token_ids = false, progress = true;
 	struct sets sets = { 0 };
