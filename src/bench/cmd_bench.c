@@ -152,6 +152,21 @@ int cmd_bench(int argc, char **argv)
 
 	if (workload_help(argc, argv))
 		return KVB_EXIT_OK;
+	/* docs/bench.md is this output: kvbench bench --help-markdown */
+	if (argc == 2 && !strcmp(argv[1], "--help-markdown")) {
+		kv_opt_markdown(stdout, &info, opts);
+		printf("\n## Workload keys\n\n");
+		for (const struct kvb_wl_def *const *d = kvb_workloads; *d; d++) {
+			printf("### %s\n\n%s\n\n| key | default | unit | meaning |\n|---|---|---|---|\n",
+			       (*d)->name, (*d)->summary);
+			for (const struct kvb_wl_key *k = (*d)->keys; k && k->name; k++)
+				printf("| `%s` | %s | %s | %s |\n", k->name,
+				       k->def && *k->def ? k->def : "(required)", k->unit ? k->unit : "",
+				       k->help);
+			printf("\n");
+		}
+		return KVB_EXIT_OK;
+	}
 	npos = kv_opt_parse(&info, opts, argc, argv, &sets);
 	if (npos < 0)
 		goto out;
