@@ -56,4 +56,46 @@ assert all(isinstance(x, list) and len(x) == 10 for x in p), p
 assert p[0][:4] == p[1][:4] and p[0] != p[1]
 assert bodies[0]["model"] == "other" and bodies[0]["logprobs"] == 2 and "ignore_eos" not in bodies[0]
 '
+stop_servers
+
+# not streamed: a whole JSON body
+cat > "$WORK/body.script" <<EOS
+$MODELS_SECTION
+on POST /v1/chat/completions
+header Content-Type: application/json
+body {"choices":[{"index":0,"message":{"role":"assistant","content":"fine"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":1}}
+EOS
+start_server "$WORK/body.script"
+"$KVBENCH" bench --url "$URL" --endpoint chat --no-stream -n 2 -o "$WORK/ns" >/dev/null 2>&1 || fail "--no-stream run failed"
+py '
+import json, csv
+rows = list(csv.DictReader(open("ns/requests.csv")))
+assert [r["status"] for r in rows] == ["ok", "ok"], rows
+assert all(r["completion_tokens"] == "1" and r["prompt_tokens"] == "9" for r in rows)
+assert json.loads(open("ns/outputs.jsonl").readline())["text"] == "fine"
+'
+grep -q '"stream":false' "$WORK/server.log" || fail "stream:false not sent"
+stop_servers
+
+# SIGINT: in-flight requests are cut, the summary says interrupted, exit 3
+cat > "$WORK/hang.script" <<EOS
+$MODELS_SECTION
+on POST /v1/completions
+header Content-Type: text/event-stream
+send data: {"choices":[{"index":0,"text":"a"}]}\n\n
+hang
+EOS
+start_server "$WORK/hang.script"
+"$KVBENCH" bench --url "$URL" -n 5 -c 2 -o "$WORK/int" >/dev/null 2>"$WORK/int.err" &
+KPID=$!
+sleep 0.5
+kill -INT $KPID
+wait $KPID
+rc=$?
+[ $rc -eq 3 ] || fail "interrupted: exit $rc, want 3"
+py '
+import json
+s = json.load(open("int/summary.json"))
+assert s["status"] == "interrupted", s["status"]
+'
 echo ok
