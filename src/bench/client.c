@@ -2,6 +2,7 @@
 #include "client.h"
 
 #include <errno.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -144,15 +145,20 @@ static int on_event(void *ctx, const char *type, const char *data, size_t len)
 
 static void pick_mode(struct kvb_call *call)
 {
+	char *ct = NULL;
 	long code = 0;
 
 	curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_getinfo(call->easy, CURLINFO_CONTENT_TYPE, &ct);
 	call->res.http_status = (int)code;
 	if (code >= 400) {
 		call->mode = MODE_ERRBODY;
 		call->in.max = MAX_ERR_BODY;
+	} else if (call->stream && !(ct && !strncasecmp(ct, "application/json", 16))) {
+		call->mode = MODE_SSE;
 	} else {
-		call->mode = call->stream ? MODE_SSE : MODE_BODY;
+		/* not streamed, or a server that answers a stream request with one body */
+		call->mode = MODE_BODY;
 	}
 }
 

@@ -75,6 +75,8 @@ assert all(r["completion_tokens"] == "1" and r["prompt_tokens"] == "9" for r in 
 assert json.loads(open("ns/outputs.jsonl").readline())["text"] == "fine"
 '
 grep -q '"stream":false' "$WORK/server.log" || fail "stream:false not sent"
+# a server that answers a stream request with one JSON body is read as a body
+"$KVBENCH" bench --url "$URL" --endpoint chat -n 1 -o "$WORK/ns2" >/dev/null 2>&1 || fail "json answer to a stream request failed"
 stop_servers
 
 # SIGINT: in-flight requests are cut, the summary says interrupted, exit 3
