@@ -339,8 +339,12 @@ void kvb_summary_print(FILE *out, json_t *groups)
 			fputc('\n', out);
 		}
 		fb = json_object_get(g, "failed_by_reason");
-		json_object_foreach(fb, k, v)
-			fprintf(out, "  failed: %-26s %12lld\n", k, (long long)json_integer_value(v));
+		json_object_foreach(fb, k, v) {
+			const char *e = json_string_value(json_object_get(
+				json_object_get(g, "first_error_by_reason"), k));
+			fprintf(out, "  failed: %-26s %12lld  (first: %.120s)\n", k,
+				(long long)json_integer_value(v), e ? e : "-");
+		}
 		fprintf(out, "%-22s", "latency (ms)");
 		for (size_t d = 0; d < KV_ARRAY_SIZE(dist_keys); d++)
 			fprintf(out, " %9s", dist_keys[d]);
