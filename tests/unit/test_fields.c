@@ -153,6 +153,39 @@ static void test_record_and_rows(void **state)
 	kv_buf_release(&b);
 }
 
+/* The fast "%.6f" of the CSV agrees with printf. */
+static void test_number_format(void **state)
+{
+	double vs[] = { 0, 1e-7, 4e-7, 5e-7, 0.010000, 0.0123456789, -0.0015, 1.5, 123.4567891,
+			1795599155.633973, -2.5e-6, 999999.9999995 };
+	struct kvb_req q;
+	struct kvb_result r;
+	uint64_t tok[4];
+	struct kvb_record rec = { .expr_id = "e", .engine_id = "x" };
+	(void)state;
+	make(&q, &r, tok);
+	rec.req = &q;
+	rec.res = &r;
+	rec.t0 = r.t_sched;
+	for (size_t i = 0; i < KV_ARRAY_SIZE(vs); i++) {
+		struct kv_buf b = KV_BUF_INIT(0);
+		char want[64], *cell;
+		kvb_record_derive(&rec);
+		rec.ttft = vs[i]; /* TTFT is the fifth column */
+		kvb_csv_row(&b, &rec);
+		cell = b.data;
+		for (int c = 0; c < 4; c++)
+			cell = strchr(cell, ',') + 1;
+		*strchr(cell, ',') = 0;
+		snprintf(want, sizeof(want), "%.6f", vs[i]);
+		/* same text, except that a tie may round the other way by 1 us */
+		if (strcmp(cell, want) && strcmp(want, "-0.000000"))
+			assert_true(fabs(strtod(cell, NULL) - strtod(want, NULL)) <= 1.000001e-6);
+		assert_int_equal(strlen(strchr(cell, '.')), 7);
+		kv_buf_release(&b);
+	}
+}
+
 static void test_stats_group(void **state)
 {
 	struct kvb_req q;
@@ -207,6 +240,7 @@ int main(void)
 		cmocka_unit_test(test_escaping),
 		cmocka_unit_test(test_csv_header_seed_columns),
 		cmocka_unit_test(test_record_and_rows),
+		cmocka_unit_test(test_number_format),
 		cmocka_unit_test(test_stats_group),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
