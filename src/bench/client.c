@@ -2,6 +2,7 @@
 #include "client.h"
 
 #include <errno.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@ struct kvb_client {
 	struct kvb_client_opts o;
 	kvb_client_done_fn done;
 	void *ctx;
+	bool reap_pending;        /* finished transfers not handed over yet */
 	CURL **pool;              /* idle easy handles */
 	size_t n_pool, a_pool;
 };
@@ -143,15 +145,20 @@ static int on_event(void *ctx, const char *type, const char *data, size_t len)
 
 static void pick_mode(struct kvb_call *call)
 {
+	char *ct = NULL;
 	long code = 0;
 
 	curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_getinfo(call->easy, CURLINFO_CONTENT_TYPE, &ct);
 	call->res.http_status = (int)code;
 	if (code >= 400) {
 		call->mode = MODE_ERRBODY;
 		call->in.max = MAX_ERR_BODY;
+	} else if (call->stream && !(ct && !strncasecmp(ct, "application/json", 16))) {
+		call->mode = MODE_SSE;
 	} else {
-		call->mode = call->stream ? MODE_SSE : MODE_BODY;
+		/* not streamed, or a server that answers a stream request with one body */
+		call->mode = MODE_BODY;
 	}
 }
 
@@ -219,7 +226,7 @@ void kvb_client_start(struct kvb_client *c, struct kvb_call *call)
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, call);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->errbuf);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);
-	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, c->o.buffer_size > 0 ? c->o.buffer_size : 8192L);
+	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, c->o.buffer_size > 0 ? c->o.buffer_size : 2048L);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
 			 (long)(c->o.connect_timeout_s * 1000.0));
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(c->o.request_timeout_s * 1000.0));
@@ -307,11 +314,17 @@ static void finish(struct kvb_client *c, struct kvb_call *call, CURLcode rc, boo
 	c->done(c->ctx, call);
 }
 
-static void reap(struct kvb_client *c)
+/*
+ * Hands finished transfers to the caller. Stops once the deadline has passed
+ * (after at least one), so that due sends are not held up by a burst of
+ * completions; the rest are handed over on the next poll.
+ */
+static void reap(struct kvb_client *c, uint64_t deadline_ns)
 {
 	CURLMsg *m;
-	int left;
+	int left, n = 0;
 
+	c->reap_pending = false;
 	while ((m = curl_multi_info_read(c->multi, &left))) {
 		struct kvb_call *call = NULL;
 
@@ -319,6 +332,10 @@ static void reap(struct kvb_client *c)
 			continue;
 		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&call);
 		finish(c, call, m->data.result, false);
+		if (left && ++n && kv_now_ns() >= deadline_ns) {
+			c->reap_pending = true;
+			return;
+		}
 	}
 }
 
@@ -328,6 +345,10 @@ void kvb_client_poll(struct kvb_client *c, uint64_t deadline_ns)
 	uint64_t now = kv_now_ns(), wake = deadline_ns;
 	int n, running, timeout = -1;
 
+	if (c->reap_pending) {
+		reap(c, deadline_ns);
+		return;
+	}
 	if (c->curl_deadline && c->curl_deadline < wake)
 		wake = c->curl_deadline;
 	if (wake == UINT64_MAX && !c->inflight)
@@ -351,6 +372,9 @@ void kvb_client_poll(struct kvb_client *c, uint64_t deadline_ns)
 			}
 			continue;
 		}
+		/* past the deadline: leave the rest to the next poll (level-triggered) */
+		if (i && kv_now_ns() >= deadline_ns)
+			break;
 		if (evs[i].events & EPOLLIN)
 			act |= CURL_CSELECT_IN;
 		if (evs[i].events & EPOLLOUT)
@@ -363,7 +387,7 @@ void kvb_client_poll(struct kvb_client *c, uint64_t deadline_ns)
 		c->curl_deadline = 0;
 		curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	}
-	reap(c);
+	reap(c, deadline_ns);
 }
 
 size_t kvb_client_inflight(const struct kvb_client *c)
@@ -373,7 +397,7 @@ size_t kvb_client_inflight(const struct kvb_client *c)
 
 void kvb_client_cancel_all(struct kvb_client *c)
 {
-	reap(c);
+	reap(c, UINT64_MAX);
 	while (c->head)
 		finish(c, c->head, CURLE_OK, true);
 }

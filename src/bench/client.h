@@ -57,7 +57,7 @@ struct kvb_call {
 struct kvb_client_opts {
 	double connect_timeout_s;   /* 0: curl's default */
 	double request_timeout_s;   /* whole transfer; 0: none */
-	long buffer_size;           /* curl receive buffer per transfer; 0: 8 KiB */
+	long buffer_size;           /* curl receive buffer per transfer; 0: 2 KiB */
 };
 
 typedef void (*kvb_client_done_fn)(void *ctx, struct kvb_call *call);
@@ -76,8 +76,10 @@ void kvb_call_free(struct kvb_call *call);
 void kvb_client_start(struct kvb_client *c, struct kvb_call *call);
 /*
  * Runs the loop until deadline_ns (CLOCK_MONOTONIC) or until at least one
- * event was handled, whichever first; done callbacks fire from here. With
- * nothing in flight and no deadline (UINT64_MAX) it returns at once.
+ * event was handled, whichever first; done callbacks fire from here. Work
+ * left when the deadline passes (more ready sockets, more finished
+ * transfers) waits for the next call, so a caller's due sends are not held
+ * up. With nothing in flight and no deadline (UINT64_MAX) it returns at once.
  */
 void kvb_client_poll(struct kvb_client *c, uint64_t deadline_ns);
 size_t kvb_client_inflight(const struct kvb_client *c);

@@ -92,7 +92,7 @@ int cmd_bench(int argc, char **argv)
 	const char *workload = "synthetic", *arrival = "poisson", *out_dir = NULL;
 	const char *api_key_env = NULL, *engine_id = NULL;
 	int64_t input_len = 128, output_len = 128, shared = 0, num = 0, conc = 0, logprobs = -1;
-	int64_t seed = 0, recv_buf = 8192;
+	int64_t seed = 0, recv_buf = 2048;
 	double duration = 0, rate = 0, burst = 1, max_err = 0, cto = 10, rto = 600;
 	bool ignore_eos = true, stream = true, token_ids = false, progress = true;
 	struct sets sets = { 0 };
@@ -152,11 +152,30 @@ int cmd_bench(int argc, char **argv)
 
 	if (workload_help(argc, argv))
 		return KVB_EXIT_OK;
+	/* docs/bench.md is this output: kvbench bench --help-markdown */
+	if (argc == 2 && !strcmp(argv[1], "--help-markdown")) {
+		kv_opt_markdown(stdout, &info, opts);
+		printf("\n## Workload keys\n\n");
+		for (const struct kvb_wl_def *const *d = kvb_workloads; *d; d++) {
+			printf("### %s\n\n%s\n\n| key | default | unit | meaning |\n|---|---|---|---|\n",
+			       (*d)->name, (*d)->summary);
+			for (const struct kvb_wl_key *k = (*d)->keys; k && k->name; k++)
+				printf("| `%s` | %s | %s | %s |\n", k->name,
+				       k->def && *k->def ? k->def : "(required)", k->unit ? k->unit : "",
+				       k->help);
+			printf("\n");
+		}
+		return KVB_EXIT_OK;
+	}
 	npos = kv_opt_parse(&info, opts, argc, argv, &sets);
 	if (npos < 0)
 		goto out;
 	if (npos > 0) {
 		kv_error("bench: unexpected argument '%s'", argv[0]);
+		goto out;
+	}
+	if (api_key_env && (!getenv(api_key_env) || !*getenv(api_key_env))) {
+		kv_error("bench: --api-key-env: environment variable %s is not set", api_key_env);
 		goto out;
 	}
 	def = kvb_wl_find(workload);

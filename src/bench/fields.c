@@ -112,10 +112,35 @@ void kvb_json_str(struct kv_buf *b, const char *s)
 	kv_buf_putc(b, '"');
 }
 
+/* "%.6f" without printf's cost (this runs for a dozen columns per request). */
 static void num(struct kv_buf *b, double v)
 {
-	if (!isnan(v))
+	char tmp[32], *p = tmp + sizeof(tmp);
+	long long u;
+	unsigned long long a;
+	bool neg;
+
+	if (isnan(v))
+		return;
+	if (!(fabs(v) < 9e12)) {
 		kv_buf_printf(b, "%.6f", v);
+		return;
+	}
+	u = llround(v * 1e6);
+	neg = u < 0;
+	a = neg ? (unsigned long long)-u : (unsigned long long)u;
+	for (int i = 0; i < 6; i++) {
+		*--p = (char)('0' + a % 10);
+		a /= 10;
+	}
+	*--p = '.';
+	do {
+		*--p = (char)('0' + a % 10);
+		a /= 10;
+	} while (a);
+	if (neg)
+		*--p = '-';
+	kv_buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
 }
 
 static void num_int(struct kv_buf *b, long long v)
@@ -339,8 +364,12 @@ void kvb_summary_print(FILE *out, json_t *groups)
 			fputc('\n', out);
 		}
 		fb = json_object_get(g, "failed_by_reason");
-		json_object_foreach(fb, k, v)
-			fprintf(out, "  failed: %-26s %12lld\n", k, (long long)json_integer_value(v));
+		json_object_foreach(fb, k, v) {
+			const char *e = json_string_value(json_object_get(
+				json_object_get(g, "first_error_by_reason"), k));
+			fprintf(out, "  failed: %-26s %12lld  (first: %.120s)\n", k,
+				(long long)json_integer_value(v), e ? e : "-");
+		}
 		fprintf(out, "%-22s", "latency (ms)");
 		for (size_t d = 0; d < KV_ARRAY_SIZE(dist_keys); d++)
 			fprintf(out, " %9s", dist_keys[d]);

@@ -96,8 +96,14 @@ char *kvb_oai_error_message(const char *body, size_t len)
 	json_t *root = json_loadb(body, len, 0, NULL);
 	char *msg = NULL;
 
-	if (json_is_object(root))
+	if (json_is_object(root)) {
+		json_t *m;
+
 		msg = error_of(root);
+		if (!msg && (json_is_string(m = json_object_get(root, "message")) ||
+			     json_is_string(m = json_object_get(root, "detail"))))
+			msg = one_line(json_string_value(m), json_string_length(m));
+	}
 	json_decref(root);
 	if (!msg) {
 		while (len && (body[len - 1] == '\n' || body[len - 1] == '\r' || body[len - 1] == ' '))

@@ -97,9 +97,12 @@ static void record(struct runner *r, struct item *it, struct kvb_req *req, struc
 		r->first_send = res->t_send;
 	if (res->t_end > r->last_end)
 		r->last_end = res->t_end;
-	r->done_all++;
-	if (r->have_sink)
-		kvb_sink_write(&r->sink, &rec);
+	/* a request fetched but never sent (the run ended first) is no record */
+	if (res->t_send || res->status != KVB_ERR_CANCELLED) {
+		r->done_all++;
+		if (r->have_sink)
+			kvb_sink_write(&r->sink, &rec);
+	}
 	if (it->it->wl->ops->done)
 		it->it->wl->ops->done(it->it->wl, req, res);
 }

@@ -46,7 +46,7 @@ struct kvb_run_opts {
 	const char *out_dir;       /* requests.csv, outputs.jsonl go here; NULL: none */
 	volatile int *cancel;      /* set non-zero (e.g. by SIGINT) to stop early */
 	bool no_stream;            /* send stream=false (no TTFT/ITL figures) */
-	long recv_buffer;          /* curl receive buffer per stream, bytes; 0 = 8 KiB */
+	long recv_buffer;          /* curl receive buffer per stream, bytes; 0 = 2 KiB */
 };
 
 void kvb_run_opts_init(struct kvb_run_opts *o);

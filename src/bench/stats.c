@@ -24,6 +24,8 @@ void kvb_stats_init(struct kvb_stats *s, const char *engine_id, int pass, double
 void kvb_stats_release(struct kvb_stats *s)
 {
 	free(s->engine_id);
+	for (int i = 0; i < KVB_STATUS_COUNT; i++)
+		free(s->first_error[i]);
 	for (int m = 0; m < KVB_M_COUNT; m++)
 		kvb_hist_release(&s->h[m]);
 }
@@ -53,6 +55,8 @@ void kvb_stats_add(struct kvb_stats *s, const struct kvb_record *r)
 	if (res->status != KVB_OK) {
 		s->failed++;
 		s->by_reason[res->status]++;
+		if (!s->first_error[res->status] && res->error)
+			s->first_error[res->status] = xstrdup(res->error);
 		return;
 	}
 	s->completed++;
@@ -101,7 +105,7 @@ static json_t *dist(const struct kvb_hist *h)
 
 json_t *kvb_stats_json(const struct kvb_stats *s)
 {
-	json_t *g = json_object(), *fb = json_object();
+	json_t *g = json_object(), *fb = json_object(), *fe = json_object();
 	double dur = s->t_last_end > s->t_first_sched && s->t_first_sched ?
 		     (double)(s->t_last_end - s->t_first_sched) / 1e9 : NAN;
 	double achieved = s->n_sent >= 2 && s->t_last_send > s->t_first_send ?
@@ -110,10 +114,14 @@ json_t *kvb_stats_json(const struct kvb_stats *s)
 
 	json_object_set_new(g, "engine_id", json_string(s->engine_id));
 	json_object_set_new(g, "pass", json_integer(s->pass));
-	for (int i = 0; i < KVB_STATUS_COUNT; i++)
+	for (int i = 0; i < KVB_STATUS_COUNT; i++) {
 		if (s->by_reason[i])
 			json_object_set_new(fb, kvb_status_name((enum kvb_status)i),
 					    json_integer((json_int_t)s->by_reason[i]));
+		if (s->first_error[i])
+			json_object_set_new(fe, kvb_status_name((enum kvb_status)i),
+					    json_string(s->first_error[i]));
+	}
 	for (const struct kvb_sum_field *f = kvb_sum_fields; f->key; f++) {
 		json_t *v = NULL;
 
@@ -137,8 +145,10 @@ json_t *kvb_stats_json(const struct kvb_stats *s)
 			v = num_or_null(achieved);
 		if (v)
 			json_object_set_new(g, f->key, v);
-		if (!strcmp(f->key, "failed"))
+		if (!strcmp(f->key, "failed")) {
 			json_object_set_new(g, "failed_by_reason", fb);
+			json_object_set_new(g, "first_error_by_reason", fe);
+		}
 	}
 	json_object_set_new(g, "cache", json_pack("{s:I,s:I,s:o}", "hit_tokens",
 						  (json_int_t)s->hit_tokens, "query_tokens",

@@ -28,6 +28,7 @@ struct kvb_stats {
 	int pass;
 	double target_rate;    /* requests/s; < 0: closed loop (null) */
 	uint64_t completed, failed, by_reason[KVB_STATUS_COUNT];
+	char *first_error[KVB_STATUS_COUNT]; /* owned: the first message per reason */
 	uint64_t n_sent, t_first_sched, t_first_send, t_last_send, t_last_end;
 	uint64_t prompt_tokens, completion_tokens;
 	uint64_t hit_tokens, query_tokens; /* requests that report cached tokens */

@@ -2,7 +2,7 @@
  * kvb_script_server: a loopback HTTP/1.1 server that answers from a script,
  * for tests of the client's timing and error handling.
  *
- *   kvb_script_server [--port-file F] [--log F] [--max-seconds S] SCRIPT
+ *   kvb_script_server [--port-file F] [--log F] [--timing-log F] [--max-seconds S] SCRIPT
  *
  * Listens on 127.0.0.1 (an ephemeral port, written to --port-file once it
  * listens), forks one child per connection, and exits by itself after
@@ -23,6 +23,9 @@
  *   hang                   never answer further (until --max-seconds)
  * TEXT takes escapes \n \r \t \\ \xHH. '#' starts a comment line.
  * --log appends "METHOD PATH HEADERS... BODY" per request (for assertions).
+ * --timing-log appends one line per answered request: the CLOCK_MONOTONIC ns
+ * when the request was read, then when each send/fill step was written, so
+ * tests can compare the client's stamps with what the server really did.
  */
 #include "common/util.h"
 
@@ -66,7 +69,7 @@ struct section {
 static struct section sections[MAX_SECTIONS];
 static int n_sections;
 static int *hits;                 /* shared between processes: per section */
-static const char *log_path;
+static const char *log_path, *timing_path;
 static pid_t children[MAX_CHILDREN];
 static int n_children;
 static volatile sig_atomic_t stop;
@@ -266,10 +269,25 @@ static struct section *match(const char *method, const char *path)
 }
 
 /* Answers one request. 0: keep the connection, -1: it was closed. */
-static int answer(int fd, struct section *s)
+static void log_timing(struct kv_buf *t)
 {
-	struct kv_buf hdr = KV_BUF_INIT(0);
+	FILE *f;
+
+	if (!timing_path)
+		return;
+	f = fopen(timing_path, "a");
+	if (f) {
+		fprintf(f, "%s\n", kv_buf_str(t));
+		fclose(f);
+	}
+}
+
+static int answer(int fd, struct section *s, uint64_t t_req)
+{
+	struct kv_buf hdr = KV_BUF_INIT(0), tl = KV_BUF_INIT(0);
 	bool sent_head = false, chunked = true;
+
+	kv_buf_printf(&tl, "%llu", (unsigned long long)t_req);
 	const char *status = "200 OK";
 	int rc = 0;
 
@@ -319,6 +337,7 @@ static int answer(int fd, struct section *s)
 				     write_all(fd, "\r\n", 2);
 			if (st->op == OP_FILL)
 				free(p);
+			kv_buf_printf(&tl, " %llu", (unsigned long long)kv_now_ns());
 			break;
 		}
 		case OP_SLEEP:
@@ -341,6 +360,7 @@ static int answer(int fd, struct section *s)
 			break;
 		}
 		case OP_HANG:
+			log_timing(&tl);
 			for (;;)
 				pause();
 		default:
@@ -355,7 +375,9 @@ static int answer(int fd, struct section *s)
 	} else if (!rc && chunked) {
 		rc = write_all(fd, "0\r\n\r\n", 5);
 	}
+	log_timing(&tl);
 	kv_buf_release(&hdr);
+	kv_buf_release(&tl);
 	return rc ? -1 : 0;
 }
 
@@ -367,8 +389,11 @@ static void serve(int fd)
 	for (;;) {
 		struct section *s;
 
+		uint64_t t_req;
+
 		if (read_request(fd, &in, method, path, &logb) < 0)
 			break;
+		t_req = kv_now_ns();
 		log_request(&logb);
 		s = match(method, path);
 		if (!s) {
@@ -378,7 +403,7 @@ static void serve(int fd)
 				break;
 			continue;
 		}
-		if (answer(fd, s) < 0)
+		if (answer(fd, s, t_req) < 0)
 			return;
 	}
 	close(fd);
@@ -399,16 +424,18 @@ int main(int argc, char **argv)
 			port_file = argv[++i];
 		else if (!strcmp(argv[i], "--log") && i + 1 < argc)
 			log_path = argv[++i];
+		else if (!strcmp(argv[i], "--timing-log") && i + 1 < argc)
+			timing_path = argv[++i];
 		else if (!strcmp(argv[i], "--max-seconds") && i + 1 < argc) {
 			if (kv_parse_double(argv[++i], &max_s) < 0 || max_s <= 0)
 				kv_die(2, "--max-seconds: expected a positive number");
 		} else if (argv[i][0] != '-' && !script)
 			script = argv[i];
 		else
-			kv_die(2, "usage: kvb_script_server [--port-file F] [--log F] [--max-seconds S] SCRIPT");
+			kv_die(2, "usage: kvb_script_server [--port-file F] [--log F] [--timing-log F] [--max-seconds S] SCRIPT");
 	}
 	if (!script)
-		kv_die(2, "usage: kvb_script_server [--port-file F] [--log F] [--max-seconds S] SCRIPT");
+		kv_die(2, "usage: kvb_script_server [--port-file F] [--log F] [--timing-log F] [--max-seconds S] SCRIPT");
 	load(script);
 	hits = mmap(NULL, sizeof(int) * MAX_SECTIONS, PROT_READ | PROT_WRITE,
 		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
