@@ -126,6 +126,10 @@ static int parse_line(const char *p, size_t len, struct kvb_prom_sample *s)
 		goto bad;
 	return 0; /* a timestamp after the value is ignored */
 bad:
+	if (s->labels && s->n_labels < PROM_MAX_LABELS) {
+		free(s->labels[s->n_labels].name); /* a label cut short */
+		s->labels[s->n_labels].name = NULL;
+	}
 	sample_free(s);
 	return -1;
 }
