@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# kvbench check on recorded outputs: exit codes, figures, divergences file.
+set -u
+KVB="${KV_BUILD:?}/kvbench"
+D="${KV_FIXTURES:?}/data"
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+# a run against itself: every check passes
+"$KVB" check "$D/outputs_base.jsonl" "$D/outputs_base.jsonl" > "$T/same.txt"; rc=$?
+[ $rc -eq 0 ] || { cat "$T/same.txt"; fail "self-compare exit $rc"; }
+grep -q '^PASS identity: 1 ' "$T/same.txt" || fail "identity not 1 on self-compare"
+
+# near-tie + corruption: exit 1, divergences written, JSON checks written
+"$KVB" check "$D/outputs_base.jsonl" "$D/outputs_cand.jsonl" --divergences "$T/div.jsonl" \
+	--json "$T/checks.json" > "$T/diff.txt"; rc=$?
+[ $rc -eq 1 ] || { cat "$T/diff.txt"; fail "expected exit 1, got $rc"; }
+grep -q '^FAIL identity: 0.5 ' "$T/diff.txt" || fail "identity figure"
+grep -q 'benign-near-tie' "$T/diff.txt" || fail "no near-tie line"
+grep -q '^pairs: 4 ' "$T/diff.txt" || fail "pair count"
+[ "$(wc -l < "$T/div.jsonl")" -eq 3 ] || fail "divergences lines"
+grep -q '"name": "identity"' "$T/checks.json" || fail "json checks"
+
+# strictness and thresholds are flags
+"$KVB" check "$D/outputs_base.jsonl" "$D/outputs_cand.jsonl" --near-tie-nats 0.001 > "$T/t.txt"
+grep -q '0 benign near-ties' "$T/t.txt" || fail "--near-tie-nats not applied"
+
+# bad input: exit 2 with file:line
+"$KVB" check "$D/bad/outputs_no_key.jsonl" "$D/outputs_base.jsonl" 2> "$T/err.txt"; rc=$?
+[ $rc -eq 2 ] || fail "bad file exit $rc"
+grep -q 'outputs_no_key.jsonl:2: "key" must be a string' "$T/err.txt" || fail "bad file message"
+"$KVB" check "$D/outputs_base.jsonl" 2> /dev/null; [ $? -eq 2 ] || fail "one argument must be a usage error"
+echo ok
