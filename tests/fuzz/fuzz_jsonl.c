@@ -14,11 +14,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct kvb_outputs o;
 	struct kvb_conv_set c;
 	const char *t = (const char *)data;
-	static bool quiet;
-	if (!quiet) {
-		fclose(stderr);
-		quiet = true;
-	}
 	if (kvb_gen_parse("fuzz", t, size, &g) == 0)
 		kvb_gen_set_release(&g);
 	if (kvb_rag_parse("fuzz", t, size, &r) == 0)
