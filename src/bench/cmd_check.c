@@ -31,6 +31,8 @@ static bool free_text_expected(const struct kvb_pair *p, size_t n)
 int cmd_check(int argc, char **argv)
 {
 	const char *base_engine = NULL, *cand_engine = NULL, *div_path = NULL, *json_path = NULL;
+	const char *m_before = NULL, *m_after = NULL, *family = "auto";
+	bool claims = true;
 	int64_t base_pass = -1, cand_pass = -1, seed = 0;
 	double near_tie = KVB_NEAR_TIE_NATS_DEFAULT, max_lp = KVB_MAX_LP_DELTA_DEFAULT;
 	double max_kl = KVB_MAX_KL_DEFAULT, max_acc = KVB_MAX_ACC_DROP_DEFAULT;
@@ -51,6 +53,11 @@ int cmd_check(int argc, char **argv)
 		KV_OPT_DOUBLE(0, "alpha", &alpha, "P", 1e-9, 0.5, "significance level of the McNemar test and the bootstrap"),
 		KV_OPT_DOUBLE(0, "max-quality-drop", &max_q, "F", 0, 1, "allowed F1 / ROUGE-L drop"),
 		KV_OPT_INT(0, "seed", &seed, "N", 0, INT64_MAX, "bootstrap seed"),
+		KV_OPT_GROUP("Cache counters (Prometheus text saved before and after the candidate pass)"),
+		KV_OPT_STRING(0, "metrics-before", &m_before, "FILE", "/metrics text before the pass"),
+		KV_OPT_STRING(0, "metrics-after", &m_after, "FILE", "/metrics text after the pass"),
+		KV_OPT_STRING(0, "cache-family", &family, "F", "counters to judge: auto, lmcache, pegaflow, external, apc, sglang"),
+		KV_OPT_BOOL(0, "claims-reuse", &claims, "the pass claims cache reuse (cache_path must see hits)"),
 		KV_OPT_GROUP("Output"),
 		KV_OPT_STRING(0, "divergences", &div_path, "FILE", "write differing pairs (both texts) as JSONL"),
 		KV_OPT_STRING(0, "json", &json_path, "FILE", "write the checks as a JSON list (summary.json \"checks\")"),
@@ -70,7 +77,7 @@ int cmd_check(int argc, char **argv)
 	struct kvb_select bs, cs;
 	struct kvb_pair *pairs = NULL;
 	size_t n_pairs = 0, n_unpaired = 0, n_failed = 0;
-	struct kvb_check checks[8];
+	struct kvb_check checks[12];
 	int n_checks = 0, rc = KVB_EXIT_USAGE, npos;
 	struct kvb_identity_opts io = { 0 };
 	struct kvb_identity_result ir;
@@ -136,6 +143,37 @@ int cmd_check(int argc, char **argv)
 		qo.seed = (uint64_t)seed;
 		if (kvb_check_quality(pairs, n_pairs, &qo, &qr, &checks[n_checks]) == 0)
 			n_checks += 2;
+	}
+	if (m_before || m_after) {
+		struct kvb_prom pb, pa;
+		struct kvb_cache_counters cb, ca, cd;
+		size_t lb, la;
+		char *tb, *ta;
+		if (!m_before || !m_after) {
+			kv_error("check: --metrics-before and --metrics-after go together");
+			rc = KVB_EXIT_USAGE;
+			goto out;
+		}
+		tb = kv_read_file(m_before, 64u << 20, &lb);
+		ta = kv_read_file(m_after, 64u << 20, &la);
+		if (!tb || !ta) {
+			kv_error("%s: cannot read", !tb ? m_before : m_after);
+			free(tb);
+			free(ta);
+			rc = KVB_EXIT_USAGE;
+			goto out;
+		}
+		kvb_prom_parse(tb, lb, &pb);
+		kvb_prom_parse(ta, la, &pa);
+		kvb_cache_counters_from_prom(&pb, &cb);
+		kvb_cache_counters_from_prom(&pa, &ca);
+		kvb_cache_counters_diff(&cb, &ca, &cd);
+		kvb_check_cache_path(&cd, family, -1, claims, &checks[n_checks++]);
+		kvb_check_silent_miss(&cd, family, &checks[n_checks++]);
+		kvb_prom_release(&pb);
+		kvb_prom_release(&pa);
+		free(tb);
+		free(ta);
 	}
 	for (int i = 0; i < n_checks; i++) {
 		kvb_check_print(stdout, &checks[i]);

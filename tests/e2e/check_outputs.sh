@@ -31,4 +31,13 @@ grep -q '0 benign near-ties' "$T/t.txt" || fail "--near-tie-nats not applied"
 [ $rc -eq 2 ] || fail "bad file exit $rc"
 grep -q 'outputs_no_key.jsonl:2: "key" must be a string' "$T/err.txt" || fail "bad file message"
 "$KVB" check "$D/outputs_base.jsonl" 2> /dev/null; [ $? -eq 2 ] || fail "one argument must be a usage error"
+# cache counters: LMCache stored but never hit → cache path never exercised
+printf 'lmcache:num_hit_tokens_total 0\nlmcache:num_stored_tokens_total 0\n' > "$T/m0"
+printf 'lmcache:num_hit_tokens_total 0\nlmcache:num_stored_tokens_total 512\n' > "$T/m1"
+"$KVB" check "$D/outputs_base.jsonl" "$D/outputs_base.jsonl" --metrics-before "$T/m0" --metrics-after "$T/m1" > "$T/m.txt"; rc=$?
+[ $rc -eq 1 ] || fail "zero hits must fail, got $rc"
+grep -q 'FAIL cache_path.*cache path never exercised' "$T/m.txt" || fail "cache_path message"
+grep -q 'FAIL silent_miss' "$T/m.txt" || fail "silent_miss"
+"$KVB" check "$D/outputs_base.jsonl" "$D/outputs_base.jsonl" --metrics-before "$T/m0" --metrics-after "$T/m0" --no-claims-reuse > "$T/m.txt"; rc=$?
+[ $rc -eq 0 ] || { cat "$T/m.txt"; fail "no claim must pass, got $rc"; }
 echo ok

@@ -83,6 +83,15 @@ int kvb_outputs_load(const char *path, struct kvb_outputs *out);
 /* The same from a buffer; name is used in messages. */
 int kvb_outputs_parse(const char *name, const char *data, size_t len, struct kvb_outputs *out);
 void kvb_outputs_release(struct kvb_outputs *o);
+/* A record from what the runner holds in memory (deep copy; status from
+ * kvb_status_name, pass/warmup/key/expected from req). */
+void kvb_out_rec_from_result(struct kvb_out_rec *r, const struct kvb_req *req,
+			     const struct kvb_result *res, const char *engine_id);
+/* Appends r (moved: r is emptied) to o. */
+void kvb_outputs_append(struct kvb_outputs *o, struct kvb_out_rec *r);
+/* One outputs.jsonl line as docs/RESULTS.md gives it (plus "warmup" when
+ * set); kvb_out_rec_from_json reads it back unchanged. */
+json_t *kvb_out_rec_to_json(const struct kvb_out_rec *r);
 /* Parses one record from a JSON object (used by the loader and the suite). */
 int kvb_out_rec_from_json(const json_t *obj, struct kvb_out_rec *r, const char *file, int line);
 void kvb_out_rec_release(struct kvb_out_rec *r);
@@ -369,6 +378,11 @@ enum kvb_cache_family kvb_cache_pick(const struct kvb_cache_counters *c, const c
  */
 void kvb_check_cache_path(const struct kvb_cache_counters *delta, const char *which,
 			  double usage_cached, bool claims_reuse, struct kvb_check *c);
+/* Key isolation probe (issue 9): requests with identical tokens that differ
+ * only in salt, adapter or model must not hit each other's entries: fails
+ * when the delta shows hits > 0 (or usage_cached > 0) during the probe. */
+void kvb_check_key_isolation(const struct kvb_cache_counters *delta, const char *which,
+			     double usage_cached, struct kvb_check *c);
 /* Silent-miss alarm: stores grew in the delta and hits stayed zero → fail. */
 void kvb_check_silent_miss(const struct kvb_cache_counters *delta, const char *which,
 			   struct kvb_check *c);

@@ -386,3 +386,25 @@ void kvb_check_silent_miss(const struct kvb_cache_counters *delta, const char *w
 		kvb_check_set(c, "silent_miss", true, delta->stores, 0, "tokens",
 			      "stores +%.0f, hits +%.0f", delta->stores, hits);
 }
+
+void kvb_check_key_isolation(const struct kvb_cache_counters *delta, const char *which,
+			     double usage_cached, struct kvb_check *c)
+{
+	enum kvb_cache_family f = kvb_cache_pick(delta, which);
+	double hits = f == KVB_CF_COUNT ? NAN : delta->hits[f];
+
+	if (f == KVB_CF_COUNT && usage_cached < 0) {
+		kvb_check_set(c, "key_isolation", false, NAN, 0, "tokens",
+			      "no cache counter and no usage cached_tokens: isolation cannot be shown");
+		return;
+	}
+	if ((f != KVB_CF_COUNT && hits > 0) || usage_cached > 0) {
+		kvb_check_set(c, "key_isolation", false, f != KVB_CF_COUNT && hits > 0 ? hits : usage_cached,
+			      0, "tokens", "cross hits between requests that differ in a key dimension: %.0f %s",
+			      f != KVB_CF_COUNT && hits > 0 ? hits : usage_cached,
+			      f != KVB_CF_COUNT && hits > 0 ? family_names[f] : "usage cached tokens");
+		return;
+	}
+	kvb_check_set(c, "key_isolation", true, 0, 0, "tokens", "no cross hits%s%s",
+		      f == KVB_CF_COUNT ? "" : " in ", f == KVB_CF_COUNT ? "" : family_names[f]);
+}
