@@ -37,13 +37,14 @@ int cmd_check(int argc, char **argv)
 	double near_tie = KVB_NEAR_TIE_NATS_DEFAULT, max_lp = KVB_MAX_LP_DELTA_DEFAULT;
 	double max_kl = KVB_MAX_KL_DEFAULT, max_acc = KVB_MAX_ACC_DROP_DEFAULT;
 	double alpha = KVB_ALPHA_DEFAULT, max_q = KVB_MAX_QUALITY_DROP_DEFAULT;
-	bool strict = false;
+	bool strict = false, allow_unpaired = false;
 	const struct kv_opt opts[] = {
 		KV_OPT_GROUP("Selection"),
 		KV_OPT_STRING(0, "base-engine", &base_engine, "ID", "use only baseline records of this engine_id"),
 		KV_OPT_STRING(0, "cand-engine", &cand_engine, "ID", "use only candidate records of this engine_id"),
 		KV_OPT_INT(0, "base-pass", &base_pass, "P", -1, 1000000, "use only this baseline pass (-1: all, paired pass with pass)"),
 		KV_OPT_INT(0, "cand-pass", &cand_pass, "P", -1, 1000000, "use only this candidate pass (-1: all)"),
+		KV_OPT_BOOL(0, "allow-unpaired", &allow_unpaired, "keys present on one side only do not fail the completeness check"),
 		KV_OPT_GROUP("Thresholds"),
 		KV_OPT_DOUBLE(0, "near-tie-nats", &near_tie, "NATS", 1e-9, 100, "a flipped token whose top-1/top-2 gap is below this is a benign near-tie"),
 		KV_OPT_BOOL(0, "strict", &strict, "benign near-ties fail the identity check too"),
@@ -77,7 +78,7 @@ int cmd_check(int argc, char **argv)
 	struct kvb_select bs, cs;
 	struct kvb_pair *pairs = NULL;
 	size_t n_pairs = 0, n_unpaired = 0, n_failed = 0;
-	struct kvb_check checks[12];
+	struct kvb_check checks[16];
 	int n_checks = 0, rc = KVB_EXIT_USAGE, npos;
 	struct kvb_identity_opts io = { 0 };
 	struct kvb_identity_result ir;
@@ -113,6 +114,7 @@ int cmd_check(int argc, char **argv)
 	printf("pairs: %zu (unpaired records: %zu, failed requests left out: %zu)\n", n_pairs,
 	       n_unpaired, n_failed);
 
+	kvb_check_completeness(n_pairs, n_unpaired, n_failed, allow_unpaired, &checks[n_checks++]);
 	io.near_tie_nats = near_tie;
 	io.strict = strict;
 	io.divergences_path = div_path;

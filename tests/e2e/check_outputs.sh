@@ -7,9 +7,14 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-# a run against itself: every check passes
-"$KVB" check "$D/outputs_base.jsonl" "$D/outputs_base.jsonl" > "$T/same.txt"; rc=$?
+# a run against itself (without its failed request): every check passes
+grep -v '"status":"timeout"' "$D/outputs_base.jsonl" > "$T/ok.jsonl"
+"$KVB" check "$T/ok.jsonl" "$T/ok.jsonl" > "$T/same.txt"; rc=$?
 [ $rc -eq 0 ] || { cat "$T/same.txt"; fail "self-compare exit $rc"; }
+# the failed request alone fails the comparison
+"$KVB" check "$D/outputs_base.jsonl" "$D/outputs_base.jsonl" > "$T/f.txt"; rc=$?
+[ $rc -eq 1 ] || fail "a failed request must fail, got $rc"
+grep -q '^FAIL completeness' "$T/f.txt" || fail "completeness on a failed request"
 grep -q '^PASS identity: 1 ' "$T/same.txt" || fail "identity not 1 on self-compare"
 
 # near-tie + corruption: exit 1, divergences written, JSON checks written
@@ -19,6 +24,7 @@ grep -q '^PASS identity: 1 ' "$T/same.txt" || fail "identity not 1 on self-compa
 grep -q '^FAIL identity: 0.5 ' "$T/diff.txt" || fail "identity figure"
 grep -q 'benign-near-tie' "$T/diff.txt" || fail "no near-tie line"
 grep -q '^pairs: 4 ' "$T/diff.txt" || fail "pair count"
+grep -q '^FAIL completeness: .*2 records without a partner, 1 failed' "$T/diff.txt" || fail "completeness"
 [ "$(wc -l < "$T/div.jsonl")" -eq 3 ] || fail "divergences lines"
 grep -q '"name": "identity"' "$T/checks.json" || fail "json checks"
 
@@ -34,10 +40,10 @@ grep -q 'outputs_no_key.jsonl:2: "key" must be a string' "$T/err.txt" || fail "b
 # cache counters: LMCache stored but never hit → cache path never exercised
 printf 'lmcache:num_hit_tokens_total 0\nlmcache:num_stored_tokens_total 0\n' > "$T/m0"
 printf 'lmcache:num_hit_tokens_total 0\nlmcache:num_stored_tokens_total 512\n' > "$T/m1"
-"$KVB" check "$D/outputs_base.jsonl" "$D/outputs_base.jsonl" --metrics-before "$T/m0" --metrics-after "$T/m1" > "$T/m.txt"; rc=$?
+"$KVB" check "$T/ok.jsonl" "$T/ok.jsonl" --metrics-before "$T/m0" --metrics-after "$T/m1" > "$T/m.txt"; rc=$?
 [ $rc -eq 1 ] || fail "zero hits must fail, got $rc"
 grep -q 'FAIL cache_path.*cache path never exercised' "$T/m.txt" || fail "cache_path message"
 grep -q 'FAIL silent_miss' "$T/m.txt" || fail "silent_miss"
-"$KVB" check "$D/outputs_base.jsonl" "$D/outputs_base.jsonl" --metrics-before "$T/m0" --metrics-after "$T/m0" --no-claims-reuse > "$T/m.txt"; rc=$?
+"$KVB" check "$T/ok.jsonl" "$T/ok.jsonl" --metrics-before "$T/m0" --metrics-after "$T/m0" --no-claims-reuse > "$T/m.txt"; rc=$?
 [ $rc -eq 0 ] || { cat "$T/m.txt"; fail "no claim must pass, got $rc"; }
 echo ok

@@ -69,6 +69,17 @@ static void test_load_and_pair(void **state)
 	assert_int_equal(e->unpaired, 2);
 	assert_string_equal(e->pairs[0].base->key, "same");
 	assert_string_equal(e->pairs[0].cand->engine_id, "cand");
+	{
+		struct kvb_check c;
+		kvb_check_completeness(e->n, e->unpaired, e->failed, true, &c);
+		assert_false(c.passed); /* a failed request always fails */
+		kvb_check_completeness(e->n, e->unpaired, 0, true, &c);
+		assert_true(c.passed);
+		kvb_check_completeness(e->n, e->unpaired, 0, false, &c);
+		assert_false(c.passed);
+		kvb_check_completeness(0, 0, 0, true, &c);
+		assert_false(c.passed);
+	}
 }
 
 static void test_first_token_diff(void **state)

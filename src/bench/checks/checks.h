@@ -122,6 +122,12 @@ void kvb_pair_outputs(const struct kvb_outputs *base, const struct kvb_select *b
 		      struct kvb_pair **pairs, size_t *n_pairs, size_t *n_unpaired,
 		      size_t *n_failed);
 
+/* Every request answered and paired: fails when n_failed > 0 (a request
+ * errored on either side: a fault may surface as errors, not wrong text) or,
+ * unless allow_unpaired, when a key has no partner. */
+void kvb_check_completeness(size_t n_pairs, size_t n_unpaired, size_t n_failed,
+			    bool allow_unpaired, struct kvb_check *c);
+
 /* ---- 1. identity + divergence classification ------------------------------ */
 
 enum kvb_div_class {

@@ -479,3 +479,13 @@ json_t *kvb_out_rec_to_json(const struct kvb_out_rec *r)
 		json_object_set_new(o, "warmup", json_true());
 	return o;
 }
+
+void kvb_check_completeness(size_t n_pairs, size_t n_unpaired, size_t n_failed,
+			    bool allow_unpaired, struct kvb_check *c)
+{
+	size_t total = n_pairs + n_unpaired + n_failed;
+	bool ok = n_failed == 0 && (allow_unpaired || n_unpaired == 0) && n_pairs > 0;
+	kvb_check_set(c, "completeness", ok, total ? (double)n_pairs / (double)total : NAN, 1.0,
+		      "fraction", "%zu pairs, %zu records without a partner%s, %zu failed requests",
+		      n_pairs, n_unpaired, allow_unpaired ? " (allowed)" : "", n_failed);
+}
