@@ -416,6 +416,59 @@ static void test_registry(void **state)
 	}
 }
 
+/* Each documented default, passed explicitly, is accepted and gives the same
+ * requests as leaving the key out (help and code agree). */
+static void test_documented_defaults(void **state)
+{
+	static const struct { const char *wl, *path; } w[] = {
+		{ "long-doc-qa", NULL }, { "multi-round-qa", NULL }, { "sharegpt", "sharegpt.json" },
+		{ "mmlu", "mmlu" }, { "generation", "gsm8k.jsonl" }, { "rag", "rag.jsonl" },
+		{ "ttft-sweep", NULL },
+	};
+	(void)state;
+	for (size_t i = 0; i < KV_ARRAY_SIZE(w); i++) {
+		const struct kvb_wl_def *d = kvb_wl_find(w[i].wl);
+		struct kvb_kv kv[32];
+		struct kvb_wl_params p = { kv, 0, 42, NULL, KVB_EP_COMPLETIONS };
+		struct kvb_workload *a, *b;
+		char *path = w[i].path ? fx(w[i].path) : NULL;
+		struct kvb_req *ra, *rb;
+		for (const struct kvb_wl_key *k = d->keys; k->name; k++) {
+			assert_true(p.n < 32);
+			kv[p.n].key = (char *)k->name;
+			kv[p.n].file = NULL;
+			kv[p.n].line = 0;
+			kv[p.n].used = false;
+			if (!*k->def) {
+				assert_string_equal(k->name, "path");
+				kv[p.n++].value = path;
+				continue;
+			}
+			kv[p.n++].value = (char *)k->def;
+		}
+		assert_int_equal(d->create(&p, &a), 0);
+		p.n = 0;
+		if (path) {
+			kv[0].key = (char *)"path";
+			kv[0].value = path;
+			kv[0].used = false;
+			p.n = 1;
+		}
+		assert_int_equal(d->create(&p, &b), 0);
+		assert_int_equal(a->ops->next(a, &ra), 1);
+		assert_int_equal(b->ops->next(b, &rb), 1);
+		assert_string_equal(ra->key, rb->key);
+		assert_int_equal(ra->max_tokens, rb->max_tokens);
+		if (ra->prompt)
+			assert_string_equal(ra->prompt, rb->prompt);
+		kvb_req_free(ra);
+		kvb_req_free(rb);
+		a->ops->free(a);
+		b->ops->free(b);
+		free(path);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -428,6 +481,7 @@ int main(void)
 		cmocka_unit_test(test_multi_round_qa),
 		cmocka_unit_test(test_sharegpt),
 		cmocka_unit_test(test_registry),
+		cmocka_unit_test(test_documented_defaults),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

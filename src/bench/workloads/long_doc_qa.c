@@ -22,7 +22,7 @@ static const struct kvb_wl_key ldqa_keys[] = {
 	{ "repeat_count", "2", "", "copies of each document in the query round" },
 	{ "repeat_mode", "random", "", "random (shuffled tile), tile (1,2,3,1,2,3) or interleave (1,1,2,2,3,3)" },
 	{ "shuffle_seed", "0", "", "seed of the random order (kvbench's generator, not Python's)" },
-	{ "hit_miss_ratio", "", "", "H:M, every (H+M) query positions the last M are misses; empty = all hits" },
+	{ "hit_miss_ratio", "none", "", "H:M, of every H+M query positions the last M are misses; none = all hits" },
 	{ "pre_warmup", "true", "", "send LMCache's 5 unrelated pre-warmup prompts first (warmup, excluded)" },
 	{ NULL, NULL, NULL, NULL },
 };
@@ -69,7 +69,7 @@ static int ldqa_create(const struct kvb_wl_params *p, struct kvb_workload **out)
 	    kvb_wl_get_int(p, "repeat_count", 2, 1, 10000, &rep) < 0 ||
 	    kvb_wl_get_str(p, "repeat_mode", "random", &mode) < 0 ||
 	    kvb_wl_get_int(p, "shuffle_seed", 0, 0, INT64_MAX, &sseed) < 0 ||
-	    kvb_wl_get_str(p, "hit_miss_ratio", "", &hm) < 0 ||
+	    kvb_wl_get_str(p, "hit_miss_ratio", "none", &hm) < 0 ||
 	    kvb_wl_get_bool(p, "pre_warmup", true, &prewarm) < 0 ||
 	    kvb_wl_check_unused(p, "long-doc-qa") < 0)
 		return -1;
@@ -82,7 +82,7 @@ static int ldqa_create(const struct kvb_wl_params *p, struct kvb_workload **out)
 		kv_error("--set repeat_mode: expected random, tile or interleave, got '%s'", mode);
 		return -1;
 	}
-	if (*hm) {
+	if (*hm && strcmp(hm, "none")) {
 		const char *c = strchr(hm, ':');
 		char a[32];
 		if (!c || (size_t)(c - hm) >= sizeof(a)) {
