@@ -34,8 +34,10 @@ int cmd_check(int argc, char **argv)
 	const char *m_before = NULL, *m_after = NULL, *family = "auto";
 	bool claims = true;
 	int64_t base_pass = -1, cand_pass = -1, seed = 0;
-	double near_tie = KVB_NEAR_TIE_NATS_DEFAULT, max_lp = KVB_MAX_LP_DELTA_DEFAULT;
-	double max_kl = KVB_MAX_KL_DEFAULT, max_acc = KVB_MAX_ACC_DROP_DEFAULT;
+	double near_tie = -1, max_lp = -1, max_kl = -1, max_acc = KVB_MAX_ACC_DROP_DEFAULT;
+	const char *tol_name = "bf16";
+	static const char *const tol_names[] = { "bf16", "fp32", NULL };
+	const struct kvb_tolerance *tol;
 	double alpha = KVB_ALPHA_DEFAULT, max_q = KVB_MAX_QUALITY_DROP_DEFAULT;
 	bool strict = false, allow_unpaired = false;
 	const struct kv_opt opts[] = {
@@ -46,10 +48,11 @@ int cmd_check(int argc, char **argv)
 		KV_OPT_INT(0, "cand-pass", &cand_pass, "P", -1, 1000000, "use only this candidate pass (-1: all)"),
 		KV_OPT_BOOL(0, "allow-unpaired", &allow_unpaired, "keys present on one side only do not fail the completeness check"),
 		KV_OPT_GROUP("Thresholds"),
-		KV_OPT_DOUBLE(0, "near-tie-nats", &near_tie, "NATS", 1e-9, 100, "a flipped token whose top-1/top-2 gap is below this is a benign near-tie"),
+		KV_OPT_CHOICE(0, "tolerance", &tol_name, tol_names, "numeric preset: bf16 (GPU engines: 0.1 nats) or fp32 (exact engines such as kvserve: 1e-3 nats)"),
+		KV_OPT_DOUBLE(0, "near-tie-nats", &near_tie, "NATS", -1, 100, "a flipped token whose top-1/top-2 gap is below this is a benign near-tie (-1: from --tolerance)"),
 		KV_OPT_BOOL(0, "strict", &strict, "benign near-ties fail the identity check too"),
-		KV_OPT_DOUBLE(0, "max-lp-delta", &max_lp, "NATS", 1e-12, 1000, "max |delta logprob| of a chosen token"),
-		KV_OPT_DOUBLE(0, "max-kl", &max_kl, "NATS", 1e-12, 1000, "max KL over the top-k at one position"),
+		KV_OPT_DOUBLE(0, "max-lp-delta", &max_lp, "NATS", -1, 1000, "max |delta logprob| of a chosen token (-1: from --tolerance)"),
+		KV_OPT_DOUBLE(0, "max-kl", &max_kl, "NATS", -1, 1000, "max KL over the top-k at one position (-1: from --tolerance)"),
 		KV_OPT_DOUBLE(0, "max-accuracy-drop", &max_acc, "FRAC", 0, 1, "allowed accuracy drop (0.02 = 2 points)"),
 		KV_OPT_DOUBLE(0, "alpha", &alpha, "P", 1e-9, 0.5, "significance level of the McNemar test and the bootstrap"),
 		KV_OPT_DOUBLE(0, "max-quality-drop", &max_q, "F", 0, 1, "allowed F1 / ROUGE-L drop"),
@@ -93,6 +96,17 @@ int cmd_check(int argc, char **argv)
 	npos = kv_opt_parse(&info, opts, argc, argv, NULL);
 	if (npos < 0)
 		return KVB_EXIT_USAGE;
+	tol = kvb_tolerance_find(tol_name);
+	if (!tol) {
+		kv_error("check: --tolerance: unknown preset '%s'", tol_name);
+		return KVB_EXIT_USAGE;
+	}
+	if (near_tie <= 0)
+		near_tie = tol->near_tie_nats;
+	if (max_lp <= 0)
+		max_lp = tol->max_lp_delta;
+	if (max_kl <= 0)
+		max_kl = tol->max_kl;
 	if (npos != 2) {
 		kv_error("check: expected two outputs.jsonl files, got %d arguments (see --help)", npos);
 		return KVB_EXIT_USAGE;

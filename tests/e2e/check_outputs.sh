@@ -46,4 +46,16 @@ grep -q 'FAIL cache_path.*cache path never exercised' "$T/m.txt" || fail "cache_
 grep -q 'FAIL silent_miss' "$T/m.txt" || fail "silent_miss"
 "$KVB" check "$T/ok.jsonl" "$T/ok.jsonl" --metrics-before "$T/m0" --metrics-after "$T/m0" --no-claims-reuse > "$T/m.txt"; rc=$?
 [ $rc -eq 0 ] || { cat "$T/m.txt"; fail "no claim must pass, got $rc"; }
+# recorded kvserve outputs: a numerics-only change passes at the fp32 preset,
+# the S-class imitation (weights x1.01) fails there, and is a known miss at bf16
+K="$D/kvserve"
+"$KVB" check "$K/gsm8k_clean_det.jsonl" "$K/gsm8k_clean_blas.jsonl" --tolerance fp32 > "$T/k.txt"; rc=$?
+[ $rc -eq 0 ] || { cat "$T/k.txt"; fail "det vs blas must pass at fp32, got $rc"; }
+"$KVB" check "$K/gsm8k_clean_det.jsonl" "$K/gsm8k_perturb_1_1.01.jsonl" --tolerance fp32 > "$T/k.txt"; rc=$?
+[ $rc -eq 1 ] || { cat "$T/k.txt"; fail "perturbed weights must fail at fp32, got $rc"; }
+grep -q '^FAIL identity: .* 3 corruption' "$T/k.txt" || fail "identity at fp32"
+grep -q '^FAIL logprobs' "$T/k.txt" || fail "logprobs at fp32"
+"$KVB" check "$K/gsm8k_clean_det.jsonl" "$K/gsm8k_perturb_1_1.01.jsonl" > "$T/k.txt"; rc=$?
+[ $rc -eq 0 ] || { cat "$T/k.txt"; fail "bf16 preset: documented miss changed, got $rc"; }
+grep -q '3 benign near-ties' "$T/k.txt" || fail "bf16 near-ties"
 echo ok

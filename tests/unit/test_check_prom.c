@@ -98,6 +98,7 @@ static void test_counters_and_checks(void **state)
 	kvb_check_cache_path(&d, NULL, -1, true, &c);
 	assert_false(c.passed);
 	assert_non_null(strstr(c.reason, "cache path never exercised"));
+	assert_non_null(strstr(c.reason, "apc had 200 hits"));
 	/* ... though the GPU prefix cache did hit */
 	kvb_check_cache_path(&d, "apc", -1, true, &c);
 	assert_true(c.passed);

@@ -128,6 +128,23 @@ void kvb_pair_outputs(const struct kvb_outputs *base, const struct kvb_select *b
 void kvb_check_completeness(size_t n_pairs, size_t n_unpaired, size_t n_failed,
 			    bool allow_unpaired, struct kvb_check *c);
 
+/*
+ * Tolerance presets of the numeric thresholds (docs/checks.md has the
+ * measurements behind them):
+ *   bf16 (default): GPU engines, bf16/fp16 logits, batch-shape dependent
+ *                   kernels: near-tie 0.1 nats, max |dlp| 0.1, max KL 0.01;
+ *   fp32:           exact engines such as kvserve, whose clean noise is
+ *                   ~1e-5 nats: near-tie 1e-3, max |dlp| 1e-3, max KL 1e-6.
+ */
+struct kvb_tolerance {
+	const char *name;
+	double near_tie_nats;
+	double max_lp_delta;
+	double max_kl;
+};
+/* NULL when name is not a preset. */
+const struct kvb_tolerance *kvb_tolerance_find(const char *name);
+
 /* ---- 1. identity + divergence classification ------------------------------ */
 
 enum kvb_div_class {

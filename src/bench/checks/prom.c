@@ -362,10 +362,18 @@ void kvb_check_cache_path(const struct kvb_cache_counters *delta, const char *wh
 		kvb_check_set(c, "cache_path", false, NAN, 1, "tokens",
 			      "cache path never exercised: no known cache counter in /metrics%s and no usage cached_tokens",
 			      which && strcmp(which, "auto") ? " for the named family" : "");
-	else
+	else {
+		char other[96] = "";
+		for (int g = 0; g < KVB_CF_COUNT; g++)
+			if (g != (int)f && delta->present[g] && delta->hits[g] > 0) {
+				snprintf(other, sizeof(other), " (%s had %.0f hits: name --cache-family %s if that is the path under test)",
+					 family_names[g], delta->hits[g], family_names[g]);
+				break;
+			}
 		kvb_check_set(c, "cache_path", false, f == KVB_CF_COUNT ? usage_cached : hits, 1, "tokens",
-			      "cache path never exercised: 0 hits%s%s in a pass that claims reuse",
-			      f == KVB_CF_COUNT ? "" : " in ", f == KVB_CF_COUNT ? "" : family_names[f]);
+			      "cache path never exercised: 0 hits%s%s in a pass that claims reuse%s",
+			      f == KVB_CF_COUNT ? "" : " in ", f == KVB_CF_COUNT ? "" : family_names[f], other);
+	}
 }
 
 void kvb_check_silent_miss(const struct kvb_cache_counters *delta, const char *which,
