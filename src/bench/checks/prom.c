@@ -287,9 +287,10 @@ void kvb_cache_counters_from_prom(const struct kvb_prom *p, struct kvb_cache_cou
 	}
 	for (size_t i = 0; i < KV_ARRAY_SIZE(stores); i++) {
 		double v = kvb_prom_sum(p, stores[i], NULL, NULL, &f1);
-		if (f1) {
+		if (f1) { /* the first present (kvserve exports two names for one count) */
 			c->stores_present = true;
-			c->stores += v;
+			c->stores = v;
+			break;
 		}
 	}
 }
