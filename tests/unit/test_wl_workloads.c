@@ -324,23 +324,46 @@ static void test_multi_round_qa(void **state)
 	struct kvb_result res;
 	(void)state;
 	memset(&res, 0, sizeof(res));
+	/* LMCache's 10 warmup requests come first; users wait for their answers */
+	assert_int_equal(make("multi-round-qa", KVB_EP_COMPLETIONS, &wl, "num_users=1", "num_rounds=1", NULL), 0);
+	{
+		struct kvb_req *w[10];
+		for (int i = 0; i < 10; i++) {
+			assert_int_equal(wl->ops->next(wl, &w[i]), 1);
+			assert_true(w[i]->warmup);
+			assert_int_equal(w[i]->max_tokens, 100);
+		}
+		assert_int_equal(strlen(w[3]->prompt), strlen("WARMUP: Hi, I'm user 3. Here are some text: .") + 300);
+		assert_int_equal(wl->ops->next(wl, &a), 0);
+		for (int i = 0; i < 10; i++) {
+			wl->ops->done(wl, w[i], &res);
+			kvb_req_free(w[i]);
+		}
+		assert_int_equal(wl->ops->next(wl, &a), 1);
+		assert_string_equal(a->key, "user1/round0");
+		kvb_req_free(a);
+		wl->ops->free(wl);
+	}
+
 	assert_int_equal(make("multi-round-qa", KVB_EP_CHAT, &wl, "num_users=2", "num_rounds=2",
-			      "shared_system_prompt=2", "user_history_prompt=1", "qps=1", NULL), 0);
+			      "shared_system_prompt=2", "user_history_prompt=1", "qps=1", "warmup_requests=false",
+			      NULL), 0);
 	assert_int_equal(wl->ops->next(wl, &a), 1);
 	assert_int_equal(wl->ops->next(wl, &b), 1);
-	assert_string_equal(a->key, "user0/round0");
-	assert_string_equal(b->key, "user1/round0");
+	assert_string_equal(a->key, "user1/round0");
+	assert_string_equal(b->key, "user2/round0");
 	assert_true(a->at_s == 0.0 && b->at_s == 1.0);
+	/* gen_dummy_text(n) = " ".join(["hi"] * n); user and question ids from 1 */
 	assert_string_equal(a->msgs[0].content,
-			    "Hi, here's some system prompt: hi hi .For user 0, here are some other context: hi ."
-			    "Here's question #0: can you tell me a new long story with a happy ending?");
+			    "Hi, here's some system prompt: hi hi.For user 1, here are some other context: hi."
+			    "Here's question #1: can you tell me a new long story with a happy ending?");
 	/* the next round waits for the answer */
 	assert_int_equal(wl->ops->next(wl, &c), 0);
 	res.status = KVB_OK;
 	res.text = (char *)"Once upon a time.";
 	wl->ops->done(wl, a, &res);
 	assert_int_equal(wl->ops->next(wl, &c), 1);
-	assert_string_equal(c->key, "user0/round1");
+	assert_string_equal(c->key, "user1/round1");
 	assert_int_equal(c->session, 0);
 	assert_int_equal(c->turn, 1);
 	assert_true(c->at_s == 2.0); /* each user every num_users/qps = 2 s */
@@ -348,7 +371,7 @@ static void test_multi_round_qa(void **state)
 	assert_string_equal(c->msgs[1].role, "assistant");
 	assert_string_equal(c->msgs[1].content, "Once upon a time.");
 	assert_string_equal(c->msgs[2].content,
-			    "Here's question #1: can you tell me a new long story with a happy ending?");
+			    "Here's question #2: can you tell me a new long story with a happy ending?");
 	/* a failed turn ends that user */
 	res.status = KVB_ERR_TIMEOUT;
 	wl->ops->done(wl, b, &res);
