@@ -1,8 +1,8 @@
 /*
  * long-doc-qa: LMCache benchmarks/long_doc_qa (REFERENCE.md §1.7).
  *
- * N documents of L tokens; optional pre-warmup (5 unrelated prompts,
- * warmup=true); the warmup round sends every document once (pass 0, cold);
+ * N documents of L tokens; optional pre-warmup (5 unrelated prompts
+ * str(i) + "xx" + " ".join(["hi"] * 1000), warmup=true); the warmup round sends every document once (pass 0, cold);
  * the query round sends the repeated list (repeat_count copies, in tile,
  * interleave or random order); the k-th copy of document i is pass k+1 with
  * key "doc<i>". With hit_miss_ratio H:M, query position p is a miss when
@@ -119,15 +119,12 @@ static int ldqa_create(const struct kvb_wl_params *p, struct kvb_workload **out)
 			char tag[32];
 			snprintf(tag, sizeof(tag), "%dxx", i);
 			{
-				/* "{i}xx" + "hi " * 1000 */
-				size_t tl = strlen(tag);
-				char *s = xmalloc(tl + 3000 + 1);
-				memcpy(s, tag, tl);
-				for (int k = 0; k < 1000; k++)
-					memcpy(s + tl + 3 * k, "hi ", 3);
-				s[tl + 3000] = '\0';
+				/* str(i) + "xx" + " ".join(["hi"] * 1000) */
+				char *d = ldqa_document(0, 1000, false);
+				char *s = xasprintf("%s%s", tag, d + 2); /* d = "0 hi hi ... hi" */
 				kvb_req_set_text(r, s);
 				free(s);
+				free(d);
 			}
 			r->warmup = true;
 			r->max_tokens = (int)olen;
