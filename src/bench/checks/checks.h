@@ -274,9 +274,10 @@ struct kvb_acc_result {
 	double drop;            /* base_acc - cand_acc */
 };
 
-/* Fails when drop > max_drop and p < alpha (a significant drop beyond the
- * allowance). Returns 1 (and passes, "not measured") when no pair has an
- * expected answer. */
+/* figure = drop. Fails when drop > max_drop and p < alpha (a significant
+ * drop beyond the allowance). Both sides are scored against the baseline's
+ * expected (the candidate's when the baseline has none). Returns 1 (and
+ * passes, "not measured") when no pair has an expected answer. */
 int kvb_check_accuracy(const struct kvb_pair *pairs, size_t n, const struct kvb_acc_opts *o,
 		       struct kvb_acc_result *r, struct kvb_check *c);
 
@@ -310,7 +311,7 @@ void kvb_bootstrap_diff(const double *x, const double *y, size_t n, unsigned ite
 #define KVB_BOOTSTRAP_ITERS 2000
 
 struct kvb_quality_opts {
-	double max_drop;        /* fail when the upper end of the drop interval... see docs */
+	double max_drop;        /* allowed mean drop (baseline - candidate) */
 	uint64_t seed;
 };
 
@@ -320,9 +321,11 @@ struct kvb_quality_result {
 	double base_rl, cand_rl, rl_diff, rl_lo, rl_hi;
 };
 
-/* Two checks: c[0] = "f1", c[1] = "rouge_l". Each fails when the mean drop
- * exceeds max_drop and the bootstrap interval excludes 0 (a significant
- * drop beyond the allowance). Returns 1 when no pair has an expected text. */
+/* Two checks: c[0] = "f1", c[1] = "rouge_l", figure = mean drop (baseline -
+ * candidate). Each fails when the drop exceeds max_drop and the bootstrap
+ * interval of (candidate - baseline) lies below 0 (a significant drop beyond
+ * the allowance). Predictions go through kvb_parse_generation first.
+ * Returns 1 (both pass, "not measured") when no pair has an expected text. */
 int kvb_check_quality(const struct kvb_pair *pairs, size_t n, const struct kvb_quality_opts *o,
 		      struct kvb_quality_result *r, struct kvb_check c[2]);
 
