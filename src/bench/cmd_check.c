@@ -31,26 +31,37 @@ static bool free_text_expected(const struct kvb_pair *p, size_t n)
 int cmd_check(int argc, char **argv)
 {
 	const char *base_engine = NULL, *cand_engine = NULL, *div_path = NULL, *json_path = NULL;
+	const char *m_before = NULL, *m_after = NULL, *family = "auto";
+	bool claims = true;
 	int64_t base_pass = -1, cand_pass = -1, seed = 0;
-	double near_tie = KVB_NEAR_TIE_NATS_DEFAULT, max_lp = KVB_MAX_LP_DELTA_DEFAULT;
-	double max_kl = KVB_MAX_KL_DEFAULT, max_acc = KVB_MAX_ACC_DROP_DEFAULT;
+	double near_tie = -1, max_lp = -1, max_kl = -1, max_acc = KVB_MAX_ACC_DROP_DEFAULT;
+	const char *tol_name = "bf16";
+	static const char *const tol_names[] = { "bf16", "fp32", NULL };
+	const struct kvb_tolerance *tol;
 	double alpha = KVB_ALPHA_DEFAULT, max_q = KVB_MAX_QUALITY_DROP_DEFAULT;
-	bool strict = false;
+	bool strict = false, allow_unpaired = false;
 	const struct kv_opt opts[] = {
 		KV_OPT_GROUP("Selection"),
 		KV_OPT_STRING(0, "base-engine", &base_engine, "ID", "use only baseline records of this engine_id"),
 		KV_OPT_STRING(0, "cand-engine", &cand_engine, "ID", "use only candidate records of this engine_id"),
 		KV_OPT_INT(0, "base-pass", &base_pass, "P", -1, 1000000, "use only this baseline pass (-1: all, paired pass with pass)"),
 		KV_OPT_INT(0, "cand-pass", &cand_pass, "P", -1, 1000000, "use only this candidate pass (-1: all)"),
+		KV_OPT_BOOL(0, "allow-unpaired", &allow_unpaired, "keys present on one side only do not fail the completeness check"),
 		KV_OPT_GROUP("Thresholds"),
-		KV_OPT_DOUBLE(0, "near-tie-nats", &near_tie, "NATS", 1e-9, 100, "a flipped token whose top-1/top-2 gap is below this is a benign near-tie"),
+		KV_OPT_CHOICE(0, "tolerance", &tol_name, tol_names, "numeric preset: bf16 (GPU engines: 0.1 nats) or fp32 (exact engines such as kvserve: 1e-3 nats)"),
+		KV_OPT_DOUBLE(0, "near-tie-nats", &near_tie, "NATS", -1, 100, "a flipped token whose top-1/top-2 gap is below this is a benign near-tie (-1: from --tolerance)"),
 		KV_OPT_BOOL(0, "strict", &strict, "benign near-ties fail the identity check too"),
-		KV_OPT_DOUBLE(0, "max-lp-delta", &max_lp, "NATS", 1e-12, 1000, "max |delta logprob| of a chosen token"),
-		KV_OPT_DOUBLE(0, "max-kl", &max_kl, "NATS", 1e-12, 1000, "max KL over the top-k at one position"),
+		KV_OPT_DOUBLE(0, "max-lp-delta", &max_lp, "NATS", -1, 1000, "max |delta logprob| of a chosen token (-1: from --tolerance)"),
+		KV_OPT_DOUBLE(0, "max-kl", &max_kl, "NATS", -1, 1000, "max KL over the top-k at one position (-1: from --tolerance)"),
 		KV_OPT_DOUBLE(0, "max-accuracy-drop", &max_acc, "FRAC", 0, 1, "allowed accuracy drop (0.02 = 2 points)"),
 		KV_OPT_DOUBLE(0, "alpha", &alpha, "P", 1e-9, 0.5, "significance level of the McNemar test and the bootstrap"),
 		KV_OPT_DOUBLE(0, "max-quality-drop", &max_q, "F", 0, 1, "allowed F1 / ROUGE-L drop"),
 		KV_OPT_INT(0, "seed", &seed, "N", 0, INT64_MAX, "bootstrap seed"),
+		KV_OPT_GROUP("Cache counters (Prometheus text saved before and after the candidate pass)"),
+		KV_OPT_STRING(0, "metrics-before", &m_before, "FILE", "/metrics text before the pass"),
+		KV_OPT_STRING(0, "metrics-after", &m_after, "FILE", "/metrics text after the pass"),
+		KV_OPT_STRING(0, "cache-family", &family, "F", "counters to judge: auto, lmcache, pegaflow, external, apc, sglang"),
+		KV_OPT_BOOL(0, "claims-reuse", &claims, "the pass claims cache reuse (cache_path must see hits)"),
 		KV_OPT_GROUP("Output"),
 		KV_OPT_STRING(0, "divergences", &div_path, "FILE", "write differing pairs (both texts) as JSONL"),
 		KV_OPT_STRING(0, "json", &json_path, "FILE", "write the checks as a JSON list (summary.json \"checks\")"),
@@ -70,7 +81,7 @@ int cmd_check(int argc, char **argv)
 	struct kvb_select bs, cs;
 	struct kvb_pair *pairs = NULL;
 	size_t n_pairs = 0, n_unpaired = 0, n_failed = 0;
-	struct kvb_check checks[8];
+	struct kvb_check checks[16];
 	int n_checks = 0, rc = KVB_EXIT_USAGE, npos;
 	struct kvb_identity_opts io = { 0 };
 	struct kvb_identity_result ir;
@@ -85,6 +96,17 @@ int cmd_check(int argc, char **argv)
 	npos = kv_opt_parse(&info, opts, argc, argv, NULL);
 	if (npos < 0)
 		return KVB_EXIT_USAGE;
+	tol = kvb_tolerance_find(tol_name);
+	if (!tol) {
+		kv_error("check: --tolerance: unknown preset '%s'", tol_name);
+		return KVB_EXIT_USAGE;
+	}
+	if (near_tie <= 0)
+		near_tie = tol->near_tie_nats;
+	if (max_lp <= 0)
+		max_lp = tol->max_lp_delta;
+	if (max_kl <= 0)
+		max_kl = tol->max_kl;
 	if (npos != 2) {
 		kv_error("check: expected two outputs.jsonl files, got %d arguments (see --help)", npos);
 		return KVB_EXIT_USAGE;
@@ -106,6 +128,7 @@ int cmd_check(int argc, char **argv)
 	printf("pairs: %zu (unpaired records: %zu, failed requests left out: %zu)\n", n_pairs,
 	       n_unpaired, n_failed);
 
+	kvb_check_completeness(n_pairs, n_unpaired, n_failed, allow_unpaired, &checks[n_checks++]);
 	io.near_tie_nats = near_tie;
 	io.strict = strict;
 	io.divergences_path = div_path;
@@ -136,6 +159,37 @@ int cmd_check(int argc, char **argv)
 		qo.seed = (uint64_t)seed;
 		if (kvb_check_quality(pairs, n_pairs, &qo, &qr, &checks[n_checks]) == 0)
 			n_checks += 2;
+	}
+	if (m_before || m_after) {
+		struct kvb_prom pb, pa;
+		struct kvb_cache_counters cb, ca, cd;
+		size_t lb, la;
+		char *tb, *ta;
+		if (!m_before || !m_after) {
+			kv_error("check: --metrics-before and --metrics-after go together");
+			rc = KVB_EXIT_USAGE;
+			goto out;
+		}
+		tb = kv_read_file(m_before, 64u << 20, &lb);
+		ta = kv_read_file(m_after, 64u << 20, &la);
+		if (!tb || !ta) {
+			kv_error("%s: cannot read", !tb ? m_before : m_after);
+			free(tb);
+			free(ta);
+			rc = KVB_EXIT_USAGE;
+			goto out;
+		}
+		kvb_prom_parse(tb, lb, &pb);
+		kvb_prom_parse(ta, la, &pa);
+		kvb_cache_counters_from_prom(&pb, &cb);
+		kvb_cache_counters_from_prom(&pa, &ca);
+		kvb_cache_counters_diff(&cb, &ca, &cd);
+		kvb_check_cache_path(&cd, family, -1, claims, &checks[n_checks++]);
+		kvb_check_silent_miss(&cd, family, &checks[n_checks++]);
+		kvb_prom_release(&pb);
+		kvb_prom_release(&pa);
+		free(tb);
+		free(ta);
 	}
 	for (int i = 0; i < n_checks; i++) {
 		kvb_check_print(stdout, &checks[i]);

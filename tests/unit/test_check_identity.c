@@ -69,6 +69,17 @@ static void test_load_and_pair(void **state)
 	assert_int_equal(e->unpaired, 2);
 	assert_string_equal(e->pairs[0].base->key, "same");
 	assert_string_equal(e->pairs[0].cand->engine_id, "cand");
+	{
+		struct kvb_check c;
+		kvb_check_completeness(e->n, e->unpaired, e->failed, true, &c);
+		assert_false(c.passed); /* a failed request always fails */
+		kvb_check_completeness(e->n, e->unpaired, 0, true, &c);
+		assert_true(c.passed);
+		kvb_check_completeness(e->n, e->unpaired, 0, false, &c);
+		assert_false(c.passed);
+		kvb_check_completeness(0, 0, 0, true, &c);
+		assert_false(c.passed);
+	}
 }
 
 static void test_first_token_diff(void **state)
@@ -238,6 +249,61 @@ static void test_pair_by_pass(void **state)
 	kvb_outputs_release(&o);
 }
 
+static void test_from_result_round_trip(void **state)
+{
+	struct kvb_req req;
+	struct kvb_result res;
+	struct kvb_top_lp top[2] = { { (char *)" a", -0.25f }, { (char *)" b", -1.5f } };
+	struct kvb_tok_lp lp[2] = { { (char *)" a", -0.25f, top, 2 }, { (char *)"\u00e9\"", NAN, NULL, 0 } };
+	int32_t ids[2] = { 7, -1 };
+	struct kvb_out_rec r, back;
+	struct kvb_outputs o = { 0 };
+	json_t *j;
+	char *s;
+	(void)state;
+	memset(&req, 0, sizeof(req));
+	memset(&res, 0, sizeof(res));
+	req.key = (char *)"mmlu/x/1";
+	req.pass = 1;
+	req.warmup = true;
+	req.expected = (char *)"B";
+	res.req_id = 9;
+	res.status = KVB_ERR_TIMEOUT;
+	res.text = (char *)" a\n";
+	res.token_ids = ids;
+	res.n_token_ids = 2;
+	res.lps = lp;
+	res.n_lps = 2;
+	kvb_out_rec_from_result(&r, &req, &res, "eng");
+	assert_string_equal(r.status, "timeout");
+	j = kvb_out_rec_to_json(&r);
+	s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	j = json_loads(s, 0, NULL);
+	assert_int_equal(kvb_out_rec_from_json(j, &back, "rt", 1), 0);
+	json_decref(j);
+	free(s);
+	assert_string_equal(back.key, "mmlu/x/1");
+	assert_string_equal(back.engine_id, "eng");
+	assert_int_equal(back.pass, 1);
+	assert_true(back.warmup);
+	assert_int_equal(back.request_id, 9);
+	assert_string_equal(back.text, " a\n");
+	assert_true(back.has_token_ids);
+	assert_int_equal(back.token_ids[1], -1);
+	assert_int_equal(back.n_lps, 2);
+	assert_int_equal(back.lps[0].n_top, 2);
+	NEAR(back.lps[0].top[1].logprob, -1.5, 1e-6);
+	assert_true(isnan(back.lps[1].logprob));
+	assert_null(back.prompt_lps);
+	assert_string_equal(back.expected, "B");
+	kvb_outputs_append(&o, &back);
+	assert_int_equal(o.n, 1);
+	assert_null(back.key);
+	kvb_outputs_release(&o);
+	kvb_out_rec_release(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -248,6 +314,7 @@ int main(void)
 		cmocka_unit_test(test_logprobs),
 		cmocka_unit_test(test_bad_outputs),
 		cmocka_unit_test(test_pair_by_pass),
+		cmocka_unit_test(test_from_result_round_trip),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

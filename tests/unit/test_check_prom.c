@@ -98,6 +98,7 @@ static void test_counters_and_checks(void **state)
 	kvb_check_cache_path(&d, NULL, -1, true, &c);
 	assert_false(c.passed);
 	assert_non_null(strstr(c.reason, "cache path never exercised"));
+	assert_non_null(strstr(c.reason, "apc had 200 hits"));
 	/* ... though the GPU prefix cache did hit */
 	kvb_check_cache_path(&d, "apc", -1, true, &c);
 	assert_true(c.passed);
@@ -119,6 +120,19 @@ static void test_counters_and_checks(void **state)
 	assert_false(c.passed);
 	assert_non_null(strstr(c.reason, "silent miss"));
 	kvb_check_silent_miss(&d, "pegaflow", &c);
+	assert_true(c.passed);
+	/* key isolation: the apc delta has 200 hits, pegaflow 20; nothing = unknown */
+	kvb_check_key_isolation(&d, "apc", -1, &c);
+	assert_false(c.passed);
+	NEAR(c.figure, 200, 1e-9);
+	kvb_check_key_isolation(&d, "lmcache", -1, &c);
+	assert_true(c.passed);
+	kvb_check_key_isolation(&d, "lmcache", 16, &c);
+	assert_false(c.passed);
+	memset(&d, 0, sizeof(d));
+	kvb_check_key_isolation(&d, NULL, -1, &c);
+	assert_false(c.passed);
+	kvb_check_key_isolation(&d, NULL, 0, &c);
 	assert_true(c.passed);
 	kvb_prom_release(&a);
 	kvb_prom_release(&b);

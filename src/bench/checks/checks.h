@@ -83,6 +83,15 @@ int kvb_outputs_load(const char *path, struct kvb_outputs *out);
 /* The same from a buffer; name is used in messages. */
 int kvb_outputs_parse(const char *name, const char *data, size_t len, struct kvb_outputs *out);
 void kvb_outputs_release(struct kvb_outputs *o);
+/* A record from what the runner holds in memory (deep copy; status from
+ * kvb_status_name, pass/warmup/key/expected from req). */
+void kvb_out_rec_from_result(struct kvb_out_rec *r, const struct kvb_req *req,
+			     const struct kvb_result *res, const char *engine_id);
+/* Appends r (moved: r is emptied) to o. */
+void kvb_outputs_append(struct kvb_outputs *o, struct kvb_out_rec *r);
+/* One outputs.jsonl line as docs/RESULTS.md gives it (plus "warmup" when
+ * set); kvb_out_rec_from_json reads it back unchanged. */
+json_t *kvb_out_rec_to_json(const struct kvb_out_rec *r);
 /* Parses one record from a JSON object (used by the loader and the suite). */
 int kvb_out_rec_from_json(const json_t *obj, struct kvb_out_rec *r, const char *file, int line);
 void kvb_out_rec_release(struct kvb_out_rec *r);
@@ -112,6 +121,29 @@ void kvb_pair_outputs(const struct kvb_outputs *base, const struct kvb_select *b
 		      const struct kvb_outputs *cand, const struct kvb_select *cs,
 		      struct kvb_pair **pairs, size_t *n_pairs, size_t *n_unpaired,
 		      size_t *n_failed);
+
+/* Every request answered and paired: fails when n_failed > 0 (a request
+ * errored on either side: a fault may surface as errors, not wrong text) or,
+ * unless allow_unpaired, when a key has no partner. */
+void kvb_check_completeness(size_t n_pairs, size_t n_unpaired, size_t n_failed,
+			    bool allow_unpaired, struct kvb_check *c);
+
+/*
+ * Tolerance presets of the numeric thresholds (docs/checks.md has the
+ * measurements behind them):
+ *   bf16 (default): GPU engines, bf16/fp16 logits, batch-shape dependent
+ *                   kernels: near-tie 0.1 nats, max |dlp| 0.1, max KL 0.01;
+ *   fp32:           exact engines such as kvserve, whose clean noise is
+ *                   ~1e-5 nats: near-tie 1e-3, max |dlp| 1e-3, max KL 1e-6.
+ */
+struct kvb_tolerance {
+	const char *name;
+	double near_tie_nats;
+	double max_lp_delta;
+	double max_kl;
+};
+/* NULL when name is not a preset. */
+const struct kvb_tolerance *kvb_tolerance_find(const char *name);
 
 /* ---- 1. identity + divergence classification ------------------------------ */
 
@@ -242,9 +274,10 @@ struct kvb_acc_result {
 	double drop;            /* base_acc - cand_acc */
 };
 
-/* Fails when drop > max_drop and p < alpha (a significant drop beyond the
- * allowance). Returns 1 (and passes, "not measured") when no pair has an
- * expected answer. */
+/* figure = drop. Fails when drop > max_drop and p < alpha (a significant
+ * drop beyond the allowance). Both sides are scored against the baseline's
+ * expected (the candidate's when the baseline has none). Returns 1 (and
+ * passes, "not measured") when no pair has an expected answer. */
 int kvb_check_accuracy(const struct kvb_pair *pairs, size_t n, const struct kvb_acc_opts *o,
 		       struct kvb_acc_result *r, struct kvb_check *c);
 
@@ -278,7 +311,7 @@ void kvb_bootstrap_diff(const double *x, const double *y, size_t n, unsigned ite
 #define KVB_BOOTSTRAP_ITERS 2000
 
 struct kvb_quality_opts {
-	double max_drop;        /* fail when the upper end of the drop interval... see docs */
+	double max_drop;        /* allowed mean drop (baseline - candidate) */
 	uint64_t seed;
 };
 
@@ -288,9 +321,11 @@ struct kvb_quality_result {
 	double base_rl, cand_rl, rl_diff, rl_lo, rl_hi;
 };
 
-/* Two checks: c[0] = "f1", c[1] = "rouge_l". Each fails when the mean drop
- * exceeds max_drop and the bootstrap interval excludes 0 (a significant
- * drop beyond the allowance). Returns 1 when no pair has an expected text. */
+/* Two checks: c[0] = "f1", c[1] = "rouge_l", figure = mean drop (baseline -
+ * candidate). Each fails when the drop exceeds max_drop and the bootstrap
+ * interval of (candidate - baseline) lies below 0 (a significant drop beyond
+ * the allowance). Predictions go through kvb_parse_generation first.
+ * Returns 1 (both pass, "not measured") when no pair has an expected text. */
 int kvb_check_quality(const struct kvb_pair *pairs, size_t n, const struct kvb_quality_opts *o,
 		      struct kvb_quality_result *r, struct kvb_check c[2]);
 
@@ -369,6 +404,11 @@ enum kvb_cache_family kvb_cache_pick(const struct kvb_cache_counters *c, const c
  */
 void kvb_check_cache_path(const struct kvb_cache_counters *delta, const char *which,
 			  double usage_cached, bool claims_reuse, struct kvb_check *c);
+/* Key isolation probe (issue 9): requests with identical tokens that differ
+ * only in salt, adapter or model must not hit each other's entries: fails
+ * when the delta shows hits > 0 (or usage_cached > 0) during the probe. */
+void kvb_check_key_isolation(const struct kvb_cache_counters *delta, const char *which,
+			     double usage_cached, struct kvb_check *c);
 /* Silent-miss alarm: stores grew in the delta and hits stayed zero → fail. */
 void kvb_check_silent_miss(const struct kvb_cache_counters *delta, const char *which,
 			   struct kvb_check *c);

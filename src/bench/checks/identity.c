@@ -19,6 +19,18 @@ const char *kvb_div_class_name(enum kvb_div_class c)
 	}
 }
 
+const struct kvb_tolerance *kvb_tolerance_find(const char *name)
+{
+	static const struct kvb_tolerance presets[] = {
+		{ "bf16", KVB_NEAR_TIE_NATS_DEFAULT, KVB_MAX_LP_DELTA_DEFAULT, KVB_MAX_KL_DEFAULT },
+		{ "fp32", 1e-3, 1e-3, 1e-6 },
+	};
+	for (size_t i = 0; i < KV_ARRAY_SIZE(presets); i++)
+		if (!strcmp(name, presets[i].name))
+			return &presets[i];
+	return NULL;
+}
+
 static long first_byte_diff(const char *a, const char *b)
 {
 	size_t i = 0;

@@ -382,3 +382,110 @@ void kvb_pair_outputs(const struct kvb_outputs *base, const struct kvb_select *b
 	free(a);
 	free(b);
 }
+
+/* ---- from memory, to JSON ------------------------------------------------------ */
+
+static struct kvb_tok_lp *lps_dup(const struct kvb_tok_lp *v, size_t n)
+{
+	struct kvb_tok_lp *d;
+	if (!v)
+		return NULL;
+	d = xcalloc(n + 1, sizeof(*d));
+	for (size_t i = 0; i < n; i++) {
+		d[i].token = xstrdup(v[i].token ? v[i].token : "");
+		d[i].logprob = v[i].logprob;
+		d[i].n_top = v[i].n_top;
+		if (v[i].n_top > 0) {
+			d[i].top = xcalloc((size_t)v[i].n_top, sizeof(*d[i].top));
+			for (int j = 0; j < v[i].n_top; j++) {
+				d[i].top[j].token = xstrdup(v[i].top[j].token ? v[i].top[j].token : "");
+				d[i].top[j].logprob = v[i].top[j].logprob;
+			}
+		}
+	}
+	return d;
+}
+
+static char *dup_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+void kvb_out_rec_from_result(struct kvb_out_rec *r, const struct kvb_req *req,
+			     const struct kvb_result *res, const char *engine_id)
+{
+	memset(r, 0, sizeof(*r));
+	r->request_id = res->req_id;
+	r->engine_id = xstrdup(engine_id ? engine_id : "");
+	r->pass = req->pass;
+	r->warmup = req->warmup;
+	r->key = xstrdup(req->key ? req->key : "");
+	r->status = xstrdup(kvb_status_name(res->status));
+	r->text = dup_null(res->text);
+	if (res->token_ids) {
+		r->has_token_ids = true;
+		r->n_token_ids = res->n_token_ids;
+		r->token_ids = xcalloc(res->n_token_ids + 1, sizeof(*r->token_ids));
+		memcpy(r->token_ids, res->token_ids, res->n_token_ids * sizeof(*r->token_ids));
+	}
+	r->finish_reason = dup_null(res->finish_reason);
+	r->lps = lps_dup(res->lps, res->n_lps);
+	r->n_lps = res->lps ? res->n_lps : 0;
+	r->prompt_lps = lps_dup(res->prompt_lps, res->n_prompt_lps);
+	r->n_prompt_lps = res->prompt_lps ? res->n_prompt_lps : 0;
+	r->expected = dup_null(req->expected);
+}
+
+void kvb_outputs_append(struct kvb_outputs *o, struct kvb_out_rec *r)
+{
+	o->v = xrealloc(o->v, (o->n + 1) * sizeof(*o->v));
+	o->v[o->n++] = *r;
+	memset(r, 0, sizeof(*r));
+}
+
+static json_t *lps_json(const struct kvb_tok_lp *v, size_t n)
+{
+	json_t *a;
+	if (!v)
+		return json_null();
+	a = json_array();
+	for (size_t i = 0; i < n; i++) {
+		json_t *top = v[i].top ? json_array() : json_null();
+		for (int j = 0; j < v[i].n_top && v[i].top; j++)
+			json_array_append_new(top, json_pack("[s,o]", v[i].top[j].token,
+							     num_or_null(v[i].top[j].logprob)));
+		json_array_append_new(a, json_pack("{s:s,s:o,s:o}", "t", v[i].token, "lp",
+						   num_or_null(v[i].logprob), "top", top));
+	}
+	return a;
+}
+
+json_t *kvb_out_rec_to_json(const struct kvb_out_rec *r)
+{
+	json_t *ids = json_null();
+	json_t *o;
+	if (r->has_token_ids) {
+		ids = json_array();
+		for (size_t i = 0; i < r->n_token_ids; i++)
+			json_array_append_new(ids, json_integer(r->token_ids[i]));
+	}
+	o = json_pack("{s:I,s:s,s:i,s:s,s:s,s:s?,s:o,s:s?,s:o,s:o,s:s?}", "request_id",
+		      (json_int_t)r->request_id, "engine_id", r->engine_id ? r->engine_id : "", "pass",
+		      r->pass, "key", r->key ? r->key : "", "status", r->status ? r->status : "ok",
+		      "text", r->text, "token_ids", ids, "finish_reason", r->finish_reason, "logprobs",
+		      lps_json(r->lps, r->n_lps), "prompt_logprobs",
+		      lps_json(r->prompt_lps, r->n_prompt_lps), "expected", r->expected);
+	if (o && r->warmup)
+		json_object_set_new(o, "warmup", json_true());
+	return o;
+}
+
+void kvb_check_completeness(size_t n_pairs, size_t n_unpaired, size_t n_failed,
+			    bool allow_unpaired, struct kvb_check *c)
+{
+	size_t total = n_pairs + n_unpaired + n_failed;
+	bool ok = n_failed == 0 && (allow_unpaired || n_unpaired == 0) && n_pairs > 0;
+	kvb_check_set(c, "completeness", ok, total ? (double)n_pairs / (double)total : NAN, 1.0,
+		      "fraction", "%zu pairs, %zu records without a partner%s, %zu failed requests",
+		      n_pairs, n_unpaired, allow_unpaired ? " (allowed)" : "", n_failed);
+}

@@ -126,6 +126,10 @@ static int parse_line(const char *p, size_t len, struct kvb_prom_sample *s)
 		goto bad;
 	return 0; /* a timestamp after the value is ignored */
 bad:
+	if (s->labels && s->n_labels < PROM_MAX_LABELS) {
+		free(s->labels[s->n_labels].name); /* a label cut short */
+		s->labels[s->n_labels].name = NULL;
+	}
 	sample_free(s);
 	return -1;
 }
@@ -283,9 +287,10 @@ void kvb_cache_counters_from_prom(const struct kvb_prom *p, struct kvb_cache_cou
 	}
 	for (size_t i = 0; i < KV_ARRAY_SIZE(stores); i++) {
 		double v = kvb_prom_sum(p, stores[i], NULL, NULL, &f1);
-		if (f1) {
+		if (f1) { /* the first present (kvserve exports two names for one count) */
 			c->stores_present = true;
-			c->stores += v;
+			c->stores = v;
+			break;
 		}
 	}
 }
@@ -358,10 +363,18 @@ void kvb_check_cache_path(const struct kvb_cache_counters *delta, const char *wh
 		kvb_check_set(c, "cache_path", false, NAN, 1, "tokens",
 			      "cache path never exercised: no known cache counter in /metrics%s and no usage cached_tokens",
 			      which && strcmp(which, "auto") ? " for the named family" : "");
-	else
+	else {
+		char other[96] = "";
+		for (int g = 0; g < KVB_CF_COUNT; g++)
+			if (g != (int)f && delta->present[g] && delta->hits[g] > 0) {
+				snprintf(other, sizeof(other), " (%s had %.0f hits: name --cache-family %s if that is the path under test)",
+					 family_names[g], delta->hits[g], family_names[g]);
+				break;
+			}
 		kvb_check_set(c, "cache_path", false, f == KVB_CF_COUNT ? usage_cached : hits, 1, "tokens",
-			      "cache path never exercised: 0 hits%s%s in a pass that claims reuse",
-			      f == KVB_CF_COUNT ? "" : " in ", f == KVB_CF_COUNT ? "" : family_names[f]);
+			      "cache path never exercised: 0 hits%s%s in a pass that claims reuse%s",
+			      f == KVB_CF_COUNT ? "" : " in ", f == KVB_CF_COUNT ? "" : family_names[f], other);
+	}
 }
 
 void kvb_check_silent_miss(const struct kvb_cache_counters *delta, const char *which,
@@ -381,4 +394,26 @@ void kvb_check_silent_miss(const struct kvb_cache_counters *delta, const char *w
 	else
 		kvb_check_set(c, "silent_miss", true, delta->stores, 0, "tokens",
 			      "stores +%.0f, hits +%.0f", delta->stores, hits);
+}
+
+void kvb_check_key_isolation(const struct kvb_cache_counters *delta, const char *which,
+			     double usage_cached, struct kvb_check *c)
+{
+	enum kvb_cache_family f = kvb_cache_pick(delta, which);
+	double hits = f == KVB_CF_COUNT ? NAN : delta->hits[f];
+
+	if (f == KVB_CF_COUNT && usage_cached < 0) {
+		kvb_check_set(c, "key_isolation", false, NAN, 0, "tokens",
+			      "no cache counter and no usage cached_tokens: isolation cannot be shown");
+		return;
+	}
+	if ((f != KVB_CF_COUNT && hits > 0) || usage_cached > 0) {
+		kvb_check_set(c, "key_isolation", false, f != KVB_CF_COUNT && hits > 0 ? hits : usage_cached,
+			      0, "tokens", "cross hits between requests that differ in a key dimension: %.0f %s",
+			      f != KVB_CF_COUNT && hits > 0 ? hits : usage_cached,
+			      f != KVB_CF_COUNT && hits > 0 ? family_names[f] : "usage cached tokens");
+		return;
+	}
+	kvb_check_set(c, "key_isolation", true, 0, 0, "tokens", "no cross hits%s%s",
+		      f == KVB_CF_COUNT ? "" : " in ", f == KVB_CF_COUNT ? "" : family_names[f]);
 }

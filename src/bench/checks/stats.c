@@ -546,7 +546,7 @@ int kvb_check_quality(const struct kvb_pair *pairs, size_t n, const struct kvb_q
 		double hi = k ? r->rl_hi : r->f1_hi;
 		double b = k ? r->base_rl : r->base_f1, cc = k ? r->cand_rl : r->cand_f1;
 		bool fail = -diff > max_drop && hi < 0;
-		kvb_check_set(&c[k], k ? "rouge_l" : "f1", !fail, -diff, max_drop, k ? "ROUGE-L" : "F1",
+		kvb_check_set(&c[k], k ? "rouge_l" : "f1", !fail, b - cc, max_drop, k ? "ROUGE-L" : "F1",
 			      "baseline %.4f, candidate %.4f, difference %+.4f [%+.4f, %+.4f] (paired bootstrap 95%%, "
 			      "%d resamples, n=%zu)%s",
 			      b, cc, diff, lo, hi, KVB_BOOTSTRAP_ITERS, m,

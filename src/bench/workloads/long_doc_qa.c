@@ -1,8 +1,8 @@
 /*
  * long-doc-qa: LMCache benchmarks/long_doc_qa (REFERENCE.md §1.7).
  *
- * N documents of L tokens; optional pre-warmup (5 unrelated prompts,
- * warmup=true); the warmup round sends every document once (pass 0, cold);
+ * N documents of L tokens; optional pre-warmup (5 unrelated prompts
+ * str(i) + "xx" + " ".join(["hi"] * 1000), warmup=true); the warmup round sends every document once (pass 0, cold);
  * the query round sends the repeated list (repeat_count copies, in tile,
  * interleave or random order); the k-th copy of document i is pass k+1 with
  * key "doc<i>". With hit_miss_ratio H:M, query position p is a miss when
@@ -22,7 +22,7 @@ static const struct kvb_wl_key ldqa_keys[] = {
 	{ "repeat_count", "2", "", "copies of each document in the query round" },
 	{ "repeat_mode", "random", "", "random (shuffled tile), tile (1,2,3,1,2,3) or interleave (1,1,2,2,3,3)" },
 	{ "shuffle_seed", "0", "", "seed of the random order (kvbench's generator, not Python's)" },
-	{ "hit_miss_ratio", "", "", "H:M, every (H+M) query positions the last M are misses; empty = all hits" },
+	{ "hit_miss_ratio", "none", "", "H:M, of every H+M query positions the last M are misses; none = all hits" },
 	{ "pre_warmup", "true", "", "send LMCache's 5 unrelated pre-warmup prompts first (warmup, excluded)" },
 	{ NULL, NULL, NULL, NULL },
 };
@@ -69,7 +69,7 @@ static int ldqa_create(const struct kvb_wl_params *p, struct kvb_workload **out)
 	    kvb_wl_get_int(p, "repeat_count", 2, 1, 10000, &rep) < 0 ||
 	    kvb_wl_get_str(p, "repeat_mode", "random", &mode) < 0 ||
 	    kvb_wl_get_int(p, "shuffle_seed", 0, 0, INT64_MAX, &sseed) < 0 ||
-	    kvb_wl_get_str(p, "hit_miss_ratio", "", &hm) < 0 ||
+	    kvb_wl_get_str(p, "hit_miss_ratio", "none", &hm) < 0 ||
 	    kvb_wl_get_bool(p, "pre_warmup", true, &prewarm) < 0 ||
 	    kvb_wl_check_unused(p, "long-doc-qa") < 0)
 		return -1;
@@ -82,7 +82,7 @@ static int ldqa_create(const struct kvb_wl_params *p, struct kvb_workload **out)
 		kv_error("--set repeat_mode: expected random, tile or interleave, got '%s'", mode);
 		return -1;
 	}
-	if (*hm) {
+	if (*hm && strcmp(hm, "none")) {
 		const char *c = strchr(hm, ':');
 		char a[32];
 		if (!c || (size_t)(c - hm) >= sizeof(a)) {
@@ -119,15 +119,12 @@ static int ldqa_create(const struct kvb_wl_params *p, struct kvb_workload **out)
 			char tag[32];
 			snprintf(tag, sizeof(tag), "%dxx", i);
 			{
-				/* "{i}xx" + "hi " * 1000 */
-				size_t tl = strlen(tag);
-				char *s = xmalloc(tl + 3000 + 1);
-				memcpy(s, tag, tl);
-				for (int k = 0; k < 1000; k++)
-					memcpy(s + tl + 3 * k, "hi ", 3);
-				s[tl + 3000] = '\0';
+				/* str(i) + "xx" + " ".join(["hi"] * 1000) */
+				char *d = ldqa_document(0, 1000, false);
+				char *s = xasprintf("%s%s", tag, d + 2); /* d = "0 hi hi ... hi" */
 				kvb_req_set_text(r, s);
 				free(s);
+				free(d);
 			}
 			r->warmup = true;
 			r->max_tokens = (int)olen;

@@ -30,6 +30,7 @@ static int sweep_create(const struct kvb_wl_params *p, struct kvb_workload **out
 	int *lens = NULL;
 	size_t n_lens;
 	struct kvb_wl_list *l;
+	struct kvb_rng rng;
 	bool words;
 
 	if (kvb_wl_get_str(p, "lengths", "512,1024,2048,4096,8192", &lens_s) < 0 ||
@@ -51,8 +52,10 @@ static int sweep_create(const struct kvb_wl_params *p, struct kvb_workload **out
 		for (int64_t t = 0; t < trials; t++) {
 			char tag[96];
 			char *text;
+			/* the unique part first: no two trials share even one KV block */
+			kvb_rng_seed(&rng, p->seed ^ ((uint64_t)lens[i] << 32) ^ (uint64_t)t);
 			snprintf(tag, sizeof(tag), "%016llx-%d-%lld: ",
-				 (unsigned long long)p->seed, lens[i], (long long)t);
+				 (unsigned long long)kvb_rng_next(&rng), lens[i], (long long)t);
 			if (words) {
 				struct kv_buf b = KV_BUF_INIT(0);
 				kv_buf_puts(&b, tag);
