@@ -31,10 +31,20 @@ engines_left() {
   { pgrep -f "^$KV_BUILD/kvserve " ; pgrep -f "fake_engine.* --tag $TAG"; } 2>/dev/null | tr '\n' ' '
 }
 
+# engines that were running before this test (another test's) do not count
+BEFORE=" $(engines_left) "
+new_engines() {
+  local p out=""
+  for p in $(engines_left); do
+    case "$BEFORE" in *" $p "*) ;; *) out="$out $p" ;; esac
+  done
+  echo $out
+}
+
 no_leftovers() {
   local i left
   for i in $(seq 1 30); do
-    left=$(engines_left)
+    left=$(new_engines)
     [ -z "$left" ] && return 0
     sleep 0.1
   done
@@ -45,7 +55,7 @@ cleanup() {
   local p
   for p in $BG_PIDS; do kill -INT "$p" 2>/dev/null; done
   for p in $BG_PIDS; do wait_pid "$p" 20; kill -KILL "$p" 2>/dev/null; done
-  for p in $(engines_left); do kill -KILL "$p" 2>/dev/null; done
+  for p in $(new_engines); do kill -KILL "$p" 2>/dev/null; done
   rm -rf "$T"
 }
 trap cleanup EXIT
