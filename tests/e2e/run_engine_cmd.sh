@@ -13,6 +13,12 @@ BG_PIDS="$BG_PIDS $pids"   # cleanup stops them if the test fails
 [ $rc -eq 0 ] || fail "status: exit $rc: $(cat "$T/status")"
 [ "$(grep -c ' running .*200 ' "$T/status")" -eq 2 ] || fail "status: $(cat "$T/status")"
 "$KVBENCH" engine start "$Q" -o "$T/e" 2>"$T/err"; [ $? -eq 2 ] || fail "second start must refuse"
+# a suite run against the started engine (preset url), as a CI script would
+url=$(grep -o '"url": "[^"]*"' "$T/e/engines.json" | head -1 | cut -d'"' -f4)
+URL=$url "$KVBENCH" run "$KV_FIXTURES/suites/e2e-url.yaml" -o "$T/u" >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -eq 0 ] || fail "url suite: exit $rc: $(cat "$T/err")"
+grep -q '^PASS max_error_rate' "$T/u/against-url.result" || fail "url: $(cat "$T/u/against-url.result")"
+grep -q ',running,' "$T/u/against-url/requests.csv" || fail "url: engine_id"
 "$KVBENCH" engine stop "$Q" -o "$T/e" >"$T/out"; rc=$?
 [ $rc -eq 0 ] || fail "stop: exit $rc"
 [ "$(grep -c ': stopped' "$T/out")" -eq 2 ] || fail "stop: $(cat "$T/out")"
