@@ -35,6 +35,12 @@ grep -Eq '^FAIL min_speedup.cache: figure [0-9.]+ x, threshold 1000 x' "$T/fail/
 grep -Eq '^FAIL max_ttft.cache: figure [0-9.e-]+ s, threshold 1e-06 s' "$T/fail/prefix-cache.result" \
   || fail "ttft line: $(cat "$T/fail/prefix-cache.result")"
 grep -q '<failure message="figure' "$T/fail/junit.xml" || fail "junit failure"
+if command -v python3 >/dev/null; then
+  for x in "$T/pass/junit.xml" "$T/fail/junit.xml"; do
+    python3 -c 'import sys, xml.dom.minidom as m; m.parse(sys.argv[1])' "$x" || fail "$x is not well-formed XML"
+  done
+  python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$T/fail/summary.json" || fail "summary.json"
+fi
 no_leftovers "failing suite"
 
 "$KVBENCH" run "$Q" --quick -o "$T/quick" >"$T/out" 2>"$T/err"; rc=$?

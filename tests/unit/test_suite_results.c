@@ -126,6 +126,11 @@ static void test_verdicts_and_files(void **state)
 	assert_non_null(strstr(t, "\"status\": \"interrupted\""));
 	free(t);
 
+	/* a test skipped by --quick does not fail the run */
+	r.interrupted = false;
+	r.tests[2].verdict = KVB_V_SKIPPED;
+	assert_int_equal(kvb_suite_verdict(&r), KVB_V_PASS);
+
 	kvb_suite_result_release(&r);
 	rm_rf(dir);
 }

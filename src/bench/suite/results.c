@@ -52,7 +52,7 @@ enum kvb_verdict kvb_suite_verdict(const struct kvb_suite_result *r)
 	if (r->interrupted || !r->finished)
 		return KVB_V_INTERRUPTED;
 	for (size_t i = 0; i < r->n_tests; i++)
-		if (r->tests[i].verdict != KVB_V_PASS)
+		if (r->tests[i].verdict != KVB_V_PASS && r->tests[i].verdict != KVB_V_SKIPPED)
 			return KVB_V_FAIL;
 	return KVB_V_PASS;
 }
@@ -162,6 +162,8 @@ static void xml_attr(struct kv_buf *b, const char *name, const char *val)
 static void junit_case(struct kv_buf *b, const char *cls, const char *name,
 		       enum kvb_verdict v, const char *msg, const char *body, double time_s)
 {
+	const char *tag = v == KVB_V_FAIL ? "failure" : v == KVB_V_SKIPPED ? "skipped" : "error";
+
 	kv_buf_puts(b, "    <testcase");
 	xml_attr(b, "classname", cls);
 	xml_attr(b, "name", name);
@@ -170,14 +172,13 @@ static void junit_case(struct kv_buf *b, const char *cls, const char *name,
 		kv_buf_puts(b, "/>\n");
 		return;
 	}
-	kv_buf_puts(b, ">\n      <");
-	kv_buf_puts(b, v == KVB_V_FAIL ? "failure" : v == KVB_V_SKIPPED ? "skipped" : "error");
+	kv_buf_printf(b, ">\n      <%s", tag);
 	xml_attr(b, "message", msg);
 	if (v != KVB_V_SKIPPED)
 		xml_attr(b, "type", kvb_verdict_name(v));
-	if (body && *body) {
+	if (body && *body && v != KVB_V_SKIPPED) {
 		char *e = kvb_xml_escape(body);
-		kv_buf_printf(b, ">%s</%s>\n", e, v == KVB_V_FAIL ? "failure" : "error");
+		kv_buf_printf(b, ">%s</%s>\n", e, tag);
 		free(e);
 	} else {
 		kv_buf_puts(b, "/>\n");
@@ -196,7 +197,7 @@ static char *junit_xml(const struct kvb_suite_result *r)
 		    t->verdict == KVB_V_PENDING) {
 			total++;
 			err += t->verdict == KVB_V_ERROR || t->verdict == KVB_V_INTERRUPTED;
-			skip += t->verdict == KVB_V_PENDING;
+			skip += t->verdict == KVB_V_PENDING || t->verdict == KVB_V_SKIPPED;
 		}
 		for (size_t k = 0; k < t->n_checks; k++) {
 			total++;
@@ -219,7 +220,7 @@ static char *junit_xml(const struct kvb_suite_result *r)
 		if (run_case) {
 			tt++;
 			te += t->verdict == KVB_V_ERROR || t->verdict == KVB_V_INTERRUPTED;
-			ts += t->verdict == KVB_V_PENDING;
+			ts += t->verdict == KVB_V_PENDING || t->verdict == KVB_V_SKIPPED;
 		}
 		for (size_t k = 0; k < t->n_checks; k++) {
 			tt++;
