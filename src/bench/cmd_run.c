@@ -284,6 +284,15 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	kvb_signals_install(&interrupted);
+	{
+		/* engines die with kvbench even if it is killed with SIGKILL */
+		static char self[4096];
+		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		if (n > 0) {
+			self[n] = '\0';
+			kvb_engine_set_guard(self);
+		}
+	}
 	t0 = kv_now_ns();
 	res.run_id = xstrdup(run_id);
 	res.suite = xstrdup(s.name);

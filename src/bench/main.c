@@ -5,6 +5,7 @@
 #include "common/util.h"
 
 #include "commands.h"
+#include "engines/engine.h"
 #include "common/banned.h"
 
 struct cmd {
@@ -47,6 +48,8 @@ int main(int argc, char **argv)
 		printf("kvbench %s\n", KV_VERSION);
 		return KVB_EXIT_OK;
 	}
+	if (!strcmp(argv[1], KVB_GUARD_CMD)) /* internal: how kvbench run starts engines */
+		return kvb_engine_guard_exec(argc - 2, argv + 2);
 	for (size_t i = 0; i < KV_ARRAY_SIZE(commands); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].fn(argc - 1, argv + 1);

@@ -24,4 +24,16 @@ for sig in INT TERM; do
   grep -q 'PASS' "$T/$sig/overall.result" && fail "$sig: PASS in an interrupted run"
   no_leftovers "SIG$sig"
 done
+
+# SIGKILL: nothing can be cleaned up by kvbench itself, yet its engines die
+# with it (PR_SET_PDEATHSIG) and the folder still says INTERRUPTED.
+start_bg "$KVBENCH" run "$S" -f long -o "$T/KILL" >"$T/out" 2>"$T/err"
+for i in $(seq 1 300); do grep -q 'test long: running' "$T/err" && break; sleep 0.1; done
+grep -q 'test long: running' "$T/err" || fail "KILL: the test never started: $(cat "$T/err")"
+[ -n "$(pgrep -P "$BG" -f kvserve)" ] || fail "KILL: no engine running"
+kill -KILL "$BG"
+wait_pid "$BG" 10
+no_leftovers "SIGKILL of kvbench"
+[ "$(head -1 "$T/KILL/overall.result")" = INTERRUPTED ] || fail "KILL: $(cat "$T/KILL/overall.result")"
+grep -q 'PASS' "$T/KILL/overall.result" && fail "KILL: PASS in a killed run"
 echo ok

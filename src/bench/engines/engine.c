@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -78,6 +79,57 @@ static char **make_env(char **add)
 	return out;
 }
 
+static const char *guard_exe;
+
+void kvb_engine_set_guard(const char *self_exe)
+{
+	guard_exe = self_exe;
+}
+
+/* 0 when prog can be executed (searched in PATH like execvp), else an errno. */
+static int program_error(const char *prog)
+{
+	const char *path = getenv("PATH");
+	int err = ENOENT;
+
+	if (strchr(prog, '/'))
+		return access(prog, X_OK) ? errno : 0;
+	if (!path)
+		path = "/usr/bin:/bin";
+	while (*path) {
+		const char *colon = strchr(path, ':');
+		size_t len = colon ? (size_t)(colon - path) : strlen(path);
+		char *cand = xasprintf("%.*s/%s", (int)len, len ? path : ".", prog);
+		if (!access(cand, X_OK)) {
+			free(cand);
+			return 0;
+		}
+		if (errno == EACCES)
+			err = EACCES;
+		free(cand);
+		path += len + (colon ? 1 : 0);
+		if (!colon)
+			break;
+	}
+	return err;
+}
+
+int kvb_engine_guard_exec(int argc, char **argv)
+{
+	int64_t ppid;
+
+	if (argc < 2 || kv_parse_i64(argv[0], 1, INT32_MAX, &ppid) < 0) {
+		kv_error("%s: expected PARENT_PID PROGRAM [ARGS...]", KVB_GUARD_CMD);
+		return 127;
+	}
+	/* the engine dies with kvbench, even when kvbench is killed with SIGKILL */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != (pid_t)ppid)
+		return 127;
+	execvp(argv[1], argv + 1);
+	kv_error("cannot start '%s': %s", argv[1], strerror(errno));
+	return 127;
+}
+
 int kvb_engine_start(struct kvb_engine *e)
 {
 	posix_spawn_file_actions_t fa;
@@ -110,7 +162,30 @@ int kvb_engine_start(struct kvb_engine *e)
 	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
 					      POSIX_SPAWN_SETSIGDEF);
 	envp = make_env(e->env_add);
-	rc = posix_spawnp(&pid, e->argv[0], &fa, &at, e->argv, envp);
+	if (guard_exe) {
+		/* kvbench __exec-engine PPID PROGRAM ARGS...: sets PR_SET_PDEATHSIG, then execs */
+		size_t n = 0;
+		char ppid[24];
+		char **gv;
+		int err = program_error(e->argv[0]);
+
+		if (err) {
+			kv_error("engine %s: cannot start '%s': %s", e->name, e->argv[0], strerror(err));
+			goto out;
+		}
+		while (e->argv[n])
+			n++;
+		snprintf(ppid, sizeof(ppid), "%d", (int)getpid());
+		gv = xcalloc(n + 4, sizeof(*gv));
+		gv[0] = (char *)guard_exe;
+		gv[1] = (char *)KVB_GUARD_CMD;
+		gv[2] = ppid;
+		memcpy(gv + 3, e->argv, n * sizeof(*gv));
+		rc = posix_spawn(&pid, guard_exe, &fa, &at, gv, envp);
+		free(gv);
+	} else {
+		rc = posix_spawnp(&pid, e->argv[0], &fa, &at, e->argv, envp);
+	}
 	if (rc) {
 		kv_error("engine %s: cannot start '%s': %s", e->name, e->argv[0], strerror(rc));
 		goto out;

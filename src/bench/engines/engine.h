@@ -65,6 +65,19 @@ void kvb_engine_print(FILE *out, const struct kvb_engine *e);
 /* posix_spawn in a new process group. 0, or -1 (printed: program not found...). */
 int kvb_engine_start(struct kvb_engine *e);
 
+/*
+ * Guarded starts: with self_exe set (kvbench's own path), engines are
+ * spawned as `self_exe __exec-engine PPID PROGRAM ARGS...`, which sets
+ * PR_SET_PDEATHSIG(SIGKILL) and execs PROGRAM (same pid, same group), so an
+ * engine cannot outlive a kvbench killed with SIGKILL. NULL (the default):
+ * plain posix_spawnp. `kvbench run` turns it on; `kvbench engine start`
+ * (engines that must outlive it) does not.
+ */
+#define KVB_GUARD_CMD "__exec-engine"
+void kvb_engine_set_guard(const char *self_exe);
+/* The __exec-engine entry point (main.c): argv = PPID PROGRAM ARGS... Returns only on error. */
+int kvb_engine_guard_exec(int argc, char **argv);
+
 enum kvb_ready {
 	KVB_READY = 0,
 	KVB_READY_DIED,      /* the process exited before answering */
