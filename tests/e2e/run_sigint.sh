@@ -25,6 +25,19 @@ for sig in INT TERM; do
   no_leftovers "SIG$sig"
 done
 
+# SIGINT while an engine is still starting: no waiting for its startup_timeout
+NEVER_TIMEOUT=60s start_bg "$KVBENCH" run "$S" -f on-never -o "$T/starting" >"$T/out" 2>"$T/err"
+for i in $(seq 1 100); do [ -n "$(pgrep -P "$BG" -f fake_engine)" ] && break; sleep 0.1; done
+[ -n "$(pgrep -P "$BG" -f fake_engine)" ] || fail "starting: the engine never started"
+sleep 0.5
+t0=$(date +%s)
+kill -INT "$BG"
+wait_pid "$BG" 20
+[ $RC -eq 3 ] || fail "starting: exit $RC, want 3"
+[ "$(elapsed $t0)" -le 5 ] || fail "starting: took $(elapsed $t0)s"
+[ "$(head -1 "$T/starting/overall.result")" = INTERRUPTED ] || fail "starting: $(cat "$T/starting/overall.result")"
+no_leftovers "SIGINT during startup"
+
 # SIGKILL: nothing can be cleaned up by kvbench itself, yet its engines die
 # with it (PR_SET_PDEATHSIG) and the folder still says INTERRUPTED.
 start_bg "$KVBENCH" run "$S" -f long -o "$T/KILL" >"$T/out" 2>"$T/err"
