@@ -1,15 +1,299 @@
-/* kvbench bench: placeholder until the client lands (issue: kvbench foundation). */
+/*
+ * kvbench bench: one workload (synthetic by default) against one
+ * OpenAI-compatible server; statistics on stdout, files with --output.
+ */
 #include "common/util.h"
-#include "common/opt.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+
 #include "commands.h"
+#include "arrival.h"
+#include "fields.h"
+#include "runner.h"
+#include "common/opt.h"
+#include "common/banned.h"
+
+static volatile int cancelled;
+
+static void on_sigint(int sig)
+{
+	(void)sig;
+	cancelled = 1;
+}
+
+struct sets {
+	struct kvb_kv *kv;
+	size_t n;
+};
+
+static void add_kv(struct sets *s, const char *k, size_t klen, const char *v)
+{
+	s->kv = xrealloc(s->kv, (s->n + 1) * sizeof(*s->kv));
+	s->kv[s->n].key = xstrndup(k, klen);
+	s->kv[s->n].value = xstrdup(v);
+	s->kv[s->n].file = NULL;
+	s->kv[s->n].line = 0;
+	s->kv[s->n].used = false;
+	s->n++;
+}
+
+static int on_set(const struct kv_opt *opt, const char *arg, void *ctx)
+{
+	const char *eq = strchr(arg, '=');
+
+	if (!eq || eq == arg) {
+		kv_error("bench: --set: expected KEY=VALUE, got '%s'", arg);
+		return -1;
+	}
+	add_kv(ctx, arg, (size_t)(eq - arg), eq + 1);
+	return 0;
+}
+
+static const char *const endpoints[] = { "completions", "chat", NULL };
+static const char *const arrivals[] = { "poisson", "constant", "gamma", NULL };
+
+/* `--workload NAME --help`: the keys of that workload. */
+static bool workload_help(int argc, char **argv)
+{
+	const char *name = NULL;
+	bool help = false;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+			help = true;
+		else if (!strcmp(argv[i], "--workload") && i + 1 < argc)
+			name = argv[i + 1];
+		else if (!strncmp(argv[i], "--workload=", 11))
+			name = argv[i] + 11;
+	}
+	if (!help || !name)
+		return false;
+	if (!kvb_wl_find(name))
+		return false;
+	kvb_wl_help(stdout, kvb_wl_find(name));
+	return true;
+}
+
+static void put_set(struct sets *s, const char *k, int64_t v)
+{
+	char b[32];
+
+	snprintf(b, sizeof(b), "%lld", (long long)v);
+	add_kv(s, k, strlen(k), b);
+}
 
 int cmd_bench(int argc, char **argv)
 {
-	const struct kv_opt opts[] = { KV_OPT_END };
-	struct kv_cmd_info info = { "kvbench bench", "[options]",
-				    "Drive one workload against an OpenAI-compatible server.", NULL };
-	if (kv_opt_parse(&info, opts, argc, argv, NULL) < 0)
-		return KVB_EXIT_USAGE;
-	kv_error("bench: not built yet");
-	return KVB_EXIT_RUNTIME;
+	const char *url = "http://127.0.0.1:8000", *model = NULL, *endpoint = "completions";
+	const char *workload = "synthetic", *arrival = "poisson", *out_dir = NULL;
+	const char *api_key_env = NULL, *engine_id = NULL;
+	int64_t input_len = 128, output_len = 128, shared = 0, num = 0, conc = 0, logprobs = -1;
+	int64_t seed = 0, recv_buf = 2048;
+	double duration = 0, rate = 0, burst = 1, max_err = 0, cto = 10, rto = 600;
+	bool ignore_eos = true, stream = true, token_ids = false, progress = true;
+	struct sets sets = { 0 };
+	const struct kv_opt opts[] = {
+		KV_OPT_GROUP("Target"),
+		KV_OPT_STRING('u', "url", &url, "URL", "base URL of the server (without /v1)"),
+		KV_OPT_STRING('m', "model", &model, "NAME", "model name; default: the first of GET /v1/models"),
+		KV_OPT_CHOICE(0, "endpoint", &endpoint, endpoints, "completions or chat (/v1/chat/completions)"),
+		KV_OPT_STRING(0, "api-key-env", &api_key_env, "VAR", "send the API key held in environment variable VAR (never printed)"),
+		KV_OPT_STRING(0, "engine-id", &engine_id, "NAME", "name of the server in results; default: the URL"),
+		KV_OPT_DOUBLE(0, "connect-timeout", &cto, "S", 0.001, 3600, "connect timeout (s)"),
+		KV_OPT_DOUBLE(0, "request-timeout", &rto, "S", 0.001, 86400, "whole-request timeout (s)"),
+		KV_OPT_BOOL(0, "stream", &stream, "stream the answers (SSE); --no-stream: whole bodies, no TTFT/ITL"),
+		KV_OPT_BOOL(0, "return-token-ids", &token_ids, "ask for choices[].token_ids (vLLM, kvserve)"),
+		KV_OPT_GROUP("Workload"),
+		KV_OPT_STRING('w', "workload", &workload, "NAME", "workload (--workload NAME --help lists its keys)"),
+		KV_OPT_CALLBACK(0, "set", "KEY=VALUE", on_set, "set a key of the workload (repeatable)"),
+		KV_OPT_INT(0, "input-len", &input_len, "N", 1, 1 << 24, "synthetic: prompt length (tokens)"),
+		KV_OPT_INT(0, "output-len", &output_len, "N", 1, 1 << 24, "synthetic: max_tokens (tokens)"),
+		KV_OPT_INT(0, "shared-prefix-len", &shared, "N", 0, 1 << 24, "synthetic: prefix shared by all prompts (tokens)"),
+		KV_OPT_INT(0, "logprobs", &logprobs, "K", -1, 20, "synthetic: ask for top-K logprobs; -1 = none"),
+		KV_OPT_BOOL(0, "ignore-eos", &ignore_eos, "synthetic: send ignore_eos (every answer output-len tokens)"),
+		KV_OPT_INT('s', "seed", &seed, "N", 0, INT64_MAX, "seed of prompts and arrivals"),
+		KV_OPT_GROUP("Load"),
+		KV_OPT_INT('n', "num-requests", &num, "N", 0, INT64_MAX, "requests to send; 0 = 100, or no limit with --duration"),
+		KV_OPT_DOUBLE('d', "duration", &duration, "S", 0, 1e9, "stop sending after S seconds; 0 = no limit"),
+		KV_OPT_INT('c', "concurrency", &conc, "N", 0, 1000000, "closed loop: requests in flight (0 = 1); with --rate: cap (0 = none)"),
+		KV_OPT_DOUBLE('r', "rate", &rate, "R", 0, 1e9, "open loop at R requests/s; 0 = closed loop"),
+		KV_OPT_CHOICE(0, "arrival", &arrival, arrivals, "open-loop arrivals: poisson, constant or gamma"),
+		KV_OPT_DOUBLE(0, "burstiness", &burst, "B", 0.001, 1000, "gamma shape (1 = Poisson, < 1 burstier)"),
+		KV_OPT_INT(0, "recv-buffer", &recv_buf, "BYTES", 1024, 1 << 20, "receive buffer per stream (bytes)"),
+		KV_OPT_GROUP("Output"),
+		KV_OPT_STRING('o', "output", &out_dir, "DIR", "write DIR/requests.csv, outputs.jsonl, summary.json"),
+		KV_OPT_DOUBLE(0, "max-error-rate", &max_err, "F", 0, 1, "exit 1 when the failed fraction exceeds F"),
+		KV_OPT_BOOL(0, "progress", &progress, "live progress line on stderr (only on a terminal)"),
+		KV_OPT_END,
+	};
+	struct kv_cmd_info info = {
+		"kvbench bench", "[options]",
+		"Drive one workload against an OpenAI-compatible server and measure TTFT, ITL,\n"
+		"TPOT, end-to-end latency and dispatch lag (latency from the scheduled send time).",
+		"Examples:\n"
+		"  kvbench bench --url http://127.0.0.1:8000 -n 200 -c 16 --input-len 1024\n"
+		"  kvbench bench --rate 20 --arrival gamma --burstiness 0.5 --duration 60 -o out/\n"
+		"  kvbench bench --workload synthetic --set prompt_format=ids --help\n"
+		"Exit codes: 0 ok, 1 failed fraction above --max-error-rate, 2 usage, 3 runtime failure.",
+	};
+	struct kvb_wl_params wp = { 0 };
+	const struct kvb_wl_def *def;
+	struct kvb_workload *wl = NULL;
+	struct kvb_run_opts o;
+	struct kvb_run_item item = { 0 };
+	struct kvb_run_result res = { 0 };
+	json_t *groups = NULL, *sum = NULL;
+	int rc = KVB_EXIT_USAGE, npos;
+	struct sets all = { 0 };
+
+	if (workload_help(argc, argv))
+		return KVB_EXIT_OK;
+	/* docs/bench.md is this output: kvbench bench --help-markdown */
+	if (argc == 2 && !strcmp(argv[1], "--help-markdown")) {
+		kv_opt_markdown(stdout, &info, opts);
+		printf("\n## Workload keys\n\n");
+		for (const struct kvb_wl_def *const *d = kvb_workloads; *d; d++) {
+			printf("### %s\n\n%s\n\n| key | default | unit | meaning |\n|---|---|---|---|\n",
+			       (*d)->name, (*d)->summary);
+			for (const struct kvb_wl_key *k = (*d)->keys; k && k->name; k++)
+				printf("| `%s` | %s | %s | %s |\n", k->name,
+				       k->def && *k->def ? k->def : "(required)", k->unit ? k->unit : "",
+				       k->help);
+			printf("\n");
+		}
+		return KVB_EXIT_OK;
+	}
+	npos = kv_opt_parse(&info, opts, argc, argv, &sets);
+	if (npos < 0)
+		goto out;
+	if (npos > 0) {
+		kv_error("bench: unexpected argument '%s'", argv[0]);
+		goto out;
+	}
+	if (api_key_env && (!getenv(api_key_env) || !*getenv(api_key_env))) {
+		kv_error("bench: --api-key-env: environment variable %s is not set", api_key_env);
+		goto out;
+	}
+	def = kvb_wl_find(workload);
+	if (!def) {
+		kv_error("bench: --workload: no workload named '%s'", workload);
+		goto out;
+	}
+	if (!strcmp(def->name, "synthetic")) {
+		put_set(&all, "input_len", input_len);
+		put_set(&all, "output_len", output_len);
+		put_set(&all, "shared_prefix_len", shared);
+		put_set(&all, "logprobs", logprobs);
+		add_kv(&all, "ignore_eos", 10, ignore_eos ? "true" : "false");
+	} else if (input_len != 128 || output_len != 128 || shared || logprobs != -1 || !ignore_eos) {
+		kv_error("bench: --input-len, --output-len, --shared-prefix-len, --logprobs and "
+			 "--ignore-eos apply to the synthetic workload; use --set with '%s'", def->name);
+		goto out;
+	}
+	for (size_t i = 0; i < sets.n; i++)
+		add_kv(&all, sets.kv[i].key, strlen(sets.kv[i].key), sets.kv[i].value);
+	wp.kv = all.kv;
+	wp.n = all.n;
+	wp.seed = (uint64_t)seed;
+	wp.model = model;
+	wp.endpoint = !strcmp(endpoint, "chat") ? KVB_EP_CHAT : KVB_EP_COMPLETIONS;
+	if (def->create(&wp, &wl) < 0)
+		goto out;
+
+	kvb_run_opts_init(&o);
+	o.expr_id = "bench";
+	o.seed = (uint64_t)seed;
+	o.duration_s = duration;
+	o.max_requests = num ? num : (duration > 0 ? 0 : 100);
+	o.connect_timeout_s = cto;
+	o.request_timeout_s = rto;
+	o.out_dir = out_dir;
+	o.progress = progress;
+	o.cancel = &cancelled;
+	o.no_stream = !stream;
+	o.recv_buffer = (long)recv_buf;
+	if (rate > 0) {
+		if (kvb_arrival_parse(arrival, &o.arrival) < 0)
+			goto out;
+		o.rate = rate;
+		o.burstiness = burst;
+		o.concurrency = (int)conc;
+	} else {
+		o.arrival = KVB_ARRIVAL_CLOSED;
+		o.concurrency = conc ? (int)conc : 1;
+	}
+	item.wl = wl;
+	item.target.base_url = url;
+	item.target.engine_id = engine_id ? engine_id : url;
+	item.target.model = model;
+	item.target.api_key_env = api_key_env;
+	item.target.return_token_ids = token_ids;
+
+	signal(SIGINT, on_sigint);
+	signal(SIGPIPE, SIG_IGN);
+	if (kvb_run(&item, 1, &o, &res) < 0) {
+		rc = KVB_EXIT_RUNTIME;
+		goto out;
+	}
+	signal(SIGINT, SIG_DFL);
+	groups = json_loads(res.groups_json, 0, NULL);
+	sum = json_pack("{s:s,s:s,s:O,s:{s:s,s:s?,s:s,s:s,s:I,s:f,s:f,s:s,s:i,s:f}}",
+			"kvbench_version", KV_VERSION,
+			"status", res.interrupted ? "interrupted" : "complete",
+			"groups", groups,
+			"config", "url", url, "model", model, "endpoint", endpoint,
+			"workload", def->name, "seed", (json_int_t)seed, "rate", rate,
+			"duration", duration, "arrival", rate > 0 ? arrival : "closed",
+			"concurrency", (int)o.concurrency, "burstiness", burst);
+	if (out_dir) {
+		char *path = xasprintf("%s/summary.json", out_dir);
+		char *text = json_dumps(sum, JSON_INDENT(1) | JSON_REAL_PRECISION(9));
+		size_t len = strlen(text);
+
+		text = xrealloc(text, len + 2);
+		text[len++] = '\n';
+		if (kv_write_file_atomic(path, text, len) < 0) {
+			kv_error("%s: cannot write: %s", path, strerror(errno));
+			free(text);
+			free(path);
+			rc = KVB_EXIT_RUNTIME;
+			goto out;
+		}
+		free(text);
+		free(path);
+	}
+	kvb_summary_print(stdout, groups);
+	if (res.interrupted) {
+		kv_error("bench: interrupted");
+		rc = KVB_EXIT_RUNTIME;
+	} else if (res.failed &&
+		   (double)res.failed / (double)(res.failed + res.completed) > max_err) {
+		kv_error("bench: %llu of %llu requests failed (more than --max-error-rate %g)",
+			 (unsigned long long)res.failed,
+			 (unsigned long long)(res.failed + res.completed), max_err);
+		rc = KVB_EXIT_CHECK;
+	} else {
+		rc = KVB_EXIT_OK;
+	}
+out:
+	json_decref(groups);
+	json_decref(sum);
+	kvb_run_result_release(&res);
+	if (wl)
+		wl->ops->free(wl);
+	for (size_t i = 0; i < sets.n; i++) {
+		free(sets.kv[i].key);
+		free(sets.kv[i].value);
+	}
+	free(sets.kv);
+	for (size_t i = 0; i < all.n; i++) {
+		free(all.kv[i].key);
+		free(all.kv[i].value);
+	}
+	free(all.kv);
+	return rc;
 }

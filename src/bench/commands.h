@@ -17,5 +17,8 @@ enum {
 };
 
 int cmd_bench(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_engine(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 
 #endif

@@ -5,6 +5,7 @@
 #include "common/util.h"
 
 #include "commands.h"
+#include "engines/engine.h"
 #include "common/banned.h"
 
 struct cmd {
@@ -15,6 +16,9 @@ struct cmd {
 
 static const struct cmd commands[] = {
 	{ "bench", cmd_bench, "drive one workload against a server and measure it" },
+	{ "run", cmd_run, "run a suite: start engines, run tests, check thresholds, write results" },
+	{ "engine", cmd_engine, "start, inspect or stop a suite's engines (for CI scripts)" },
+	{ "check", cmd_check, "compare two outputs.jsonl files: identity, logprobs, accuracy, F1" },
 };
 
 static void usage(FILE *out)
@@ -44,6 +48,8 @@ int main(int argc, char **argv)
 		printf("kvbench %s\n", KV_VERSION);
 		return KVB_EXIT_OK;
 	}
+	if (!strcmp(argv[1], KVB_GUARD_CMD)) /* internal: how kvbench run starts engines */
+		return kvb_engine_guard_exec(argc - 2, argv + 2);
 	for (size_t i = 0; i < KV_ARRAY_SIZE(commands); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].fn(argc - 1, argv + 1);

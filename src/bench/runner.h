@@ -26,6 +26,10 @@ struct kvb_target {
 
 enum kvb_arrival { KVB_ARRIVAL_CLOSED, KVB_ARRIVAL_CONSTANT, KVB_ARRIVAL_POISSON, KVB_ARRIVAL_GAMMA };
 
+/*
+ * Options of one run. Start from kvb_run_opts_init() (the defaults below),
+ * then set what differs; members added later default to zero = old behaviour.
+ */
 struct kvb_run_opts {
 	const char *expr_id;       /* first CSV column: test name or "bench" */
 	int concurrency;           /* closed loop: requests in flight per item; also the
@@ -41,7 +45,11 @@ struct kvb_run_opts {
 	bool progress;             /* live progress line (only on a terminal) */
 	const char *out_dir;       /* requests.csv, outputs.jsonl go here; NULL: none */
 	volatile int *cancel;      /* set non-zero (e.g. by SIGINT) to stop early */
+	bool no_stream;            /* send stream=false (no TTFT/ITL figures) */
+	long recv_buffer;          /* curl receive buffer per stream, bytes; 0 = 2 KiB */
 };
+
+void kvb_run_opts_init(struct kvb_run_opts *o);
 
 struct kvb_run_item {
 	struct kvb_workload *wl;   /* not owned */
@@ -51,16 +59,34 @@ struct kvb_run_item {
 struct kvb_stats;             /* per-(item, pass) statistics; see stats.h */
 
 struct kvb_run_result {
-	bool interrupted;          /* cancel was set, or the duration cut the run */
-	uint64_t completed, failed;
-	/* JSON text of the summary (docs/RESULTS.md "groups"), malloc'ed */
+	bool interrupted;          /* *cancel was set: requests in flight were cut
+	                              (recorded as "cancelled", not counted) */
+	uint64_t completed, failed; /* non-warmup requests, all items and passes */
+	double duration_s;          /* first send to last end */
+	/* JSON text of the summary's "groups" array (docs/RESULTS.md): one group
+	   per (item, pass) in item order, then pass order; malloc'ed */
 	char *groups_json;
 };
 
 /*
  * Runs until every workload is finished, max_requests or duration is reached,
- * or *cancel becomes non-zero. Returns 0, or -1 on a setup failure (printed).
+ * or *cancel becomes non-zero. Returns 0, or -1 on a setup failure (printed):
+ * the output folder cannot be written, the API key variable is unset, or the
+ * model of a target is NULL and GET /v1/models fails (server unreachable).
  * Request failures are not errors here: they are counted and recorded.
+ *
+ * Schedule: closed loop keeps o->concurrency requests in flight per item
+ * (scheduled = sent). Open loop schedules request i of an item at
+ * start + sum of i arrival gaps (an absolute timeline; a late send does not
+ * delay the next), or at start + req->at_s when the workload sets it; with
+ * o->concurrency > 0 at most that many are in flight (the wait shows up as
+ * dispatch lag). When next() returns 0 the item is asked again after its next
+ * completion. After the duration no new request is sent; those in flight
+ * finish. wl->ops->done() is called for every request next() returned (with a
+ * "cancelled" result for one fetched but never sent). Each item gets its own
+ * arrival stream (seed + item index). Warmup requests are written to the
+ * files but not counted in statistics. The engine_id of an item defaults to
+ * its base_url.
  */
 int kvb_run(struct kvb_run_item *items, size_t n, const struct kvb_run_opts *o,
 	    struct kvb_run_result *out);

@@ -140,6 +140,7 @@ struct kvb_workload_ops {
 	/* Called once for every request next() returned, with its result. May be NULL. */
 	void (*done)(struct kvb_workload *wl, const struct kvb_req *req,
 		     const struct kvb_result *res);
+	/* Frees priv and wl itself (the creator of wl calls it; the runner never does). */
 	void (*free)(struct kvb_workload *wl);
 };
 
@@ -147,8 +148,6 @@ struct kvb_workload {
 	const struct kvb_workload_ops *ops;
 	void *priv;
 };
-
-#endif
 
 /* ---- Workload registry and parameters ---------------------------------- */
 
@@ -210,3 +209,5 @@ int kvb_wl_get_str(const struct kvb_wl_params *p, const char *key, const char *d
 		   const char **out);
 /* -1 with an error naming the first key no getter asked for. */
 int kvb_wl_check_unused(const struct kvb_wl_params *p, const char *workload);
+
+#endif
