@@ -175,8 +175,8 @@ int model_config_parse(const char *spec, struct model_config *cfg, char *err, si
 		return -1;
 	}
 	if (cfg->dim % cfg->n_heads || cfg->n_heads % cfg->n_kv_heads ||
-	    (cfg->dim / cfg->n_heads) % 8) {
-		snprintf(err, errlen, "model spec '%s': need dim %% heads == 0, heads %% kv_heads == 0 and head_dim %% 8 == 0",
+	    (cfg->dim / cfg->n_heads) % 8 || cfg->dim / cfg->n_heads > 256) {
+		snprintf(err, errlen, "model spec '%s': need dim %% heads == 0, heads %% kv_heads == 0 and head_dim %% 8 == 0, head_dim <= 256",
 			 spec);
 		return -1;
 	}
@@ -284,7 +284,8 @@ void model_init(struct model *m, const struct model_config *cfg, int threads,
 	m->max_pos = max_pos;
 	m->kv_dim = cfg->n_kv_heads * cfg->head_dim;
 	m->pool = pool_create(threads);
-	openblas_set_num_threads(threads);
+	/* OpenBLAS workers spin after each call: keep them out of det mode */
+	openblas_set_num_threads(mm == MODEL_MM_BLAS ? threads : 1);
 
 	int D = cfg->dim, F = cfg->ffn, KV = m->kv_dim, V = cfg->vocab;
 	uint64_t s = cfg->seed, st = 1;
@@ -450,6 +451,37 @@ static inline __attribute__((always_inline)) float dot_hd(const float *a, const 
 	return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
 }
 
+typedef int v8i __attribute__((vector_size(32)));
+
+/*
+ * Eight dot products at once, each summed by exactly the tree of dot_hd:
+ * ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)) over the lanes of its accumulator,
+ * so a score is bitwise the same whichever of the two computed it.
+ */
+static inline __attribute__((always_inline)) void dot8_hd(const float *q, const float *k, size_t kstride,
+							   int n, float *out)
+{
+	v8 a[8];
+	for (int j = 0; j < 8; j++) {
+		const float *kj = k + (size_t)j * kstride;
+		v8 acc = ld8(q) * ld8(kj);
+		for (int i = 8; i < n; i += 8)
+			acc += ld8(q + i) * ld8(kj + i);
+		a[j] = acc;
+	}
+	const v8i lo = { 0, 1, 2, 3, 8, 9, 10, 11 }, hi = { 4, 5, 6, 7, 12, 13, 14, 15 };
+	const v8i ev2 = { 0, 1, 4, 5, 8, 9, 12, 13 }, od2 = { 2, 3, 6, 7, 10, 11, 14, 15 };
+	const v8i ev = { 0, 2, 4, 6, 8, 10, 12, 14 }, od = { 1, 3, 5, 7, 9, 11, 13, 15 };
+	v8 u[4], w[2];
+	for (int j = 0; j < 4; j++)
+		u[j] = __builtin_shuffle(a[2 * j], a[2 * j + 1], lo) + __builtin_shuffle(a[2 * j], a[2 * j + 1], hi);
+	for (int j = 0; j < 2; j++)
+		w[j] = __builtin_shuffle(u[2 * j], u[2 * j + 1], ev2) + __builtin_shuffle(u[2 * j], u[2 * j + 1], od2);
+	st8(out, __builtin_shuffle(w[0], w[1], ev) + __builtin_shuffle(w[0], w[1], od));
+}
+
+#define MAX_HD_VEC 32 /* head_dim <= 256 */
+
 /* One task: one row, one kv head and the query heads that share it. */
 __attribute__((target_clones("avx2", "default")))
 static void att_task(void *ctx, int task, int tid)
@@ -460,21 +492,29 @@ static void att_task(void *ctx, int task, int tid)
 	int nkv = c->n_kv_heads, hd = c->head_dim, g = c->n_heads / nkv;
 	const struct model_row *r = &j->rows[task / nkv];
 	int kh = task % nkv, n = r->pos + 1, bs = j->kv->block_size;
-	float *sc = m->scores + (size_t)tid * (size_t)g * (size_t)m->max_pos;
+	size_t mp = (size_t)m->max_pos, kvd = (size_t)m->kv_dim;
+	float *sc = m->scores + (size_t)tid * (size_t)g * mp;
 	const float *q = m->q + (size_t)(task / nkv) * (size_t)c->dim + (size_t)kh * (size_t)g * (size_t)hd;
 	float *out = m->att + (size_t)(task / nkv) * (size_t)c->dim + (size_t)kh * (size_t)g * (size_t)hd;
 	float scale = 1.0f / sqrtf((float)hd);
 
 	for (int b = 0; b * bs < n; b++) {
-		int blk = r->blocks[b], ns = KV_MIN(bs, n - b * bs);
+		int blk = r->blocks[b], ns = KV_MIN(bs, n - b * bs), s = 0;
 		const float *kr = model_kv_k(j->kv, m->kv_dim, blk, j->layer, 0) + (size_t)kh * (size_t)hd;
-		for (int s = 0; s < ns; s++)
-			for (int h = 0; h < g; h++)
-				sc[(size_t)h * (size_t)m->max_pos + (size_t)(b * bs + s)] =
-					dot_hd(q + (size_t)h * (size_t)hd, kr + (size_t)s * (size_t)m->kv_dim, hd) * scale;
+		for (int h = 0; h < g; h++) {
+			float *dst = sc + (size_t)h * mp + (size_t)b * (size_t)bs;
+			const float *qh = q + (size_t)h * (size_t)hd;
+			for (s = 0; s + 8 <= ns; s += 8) {
+				dot8_hd(qh, kr + (size_t)s * kvd, kvd, hd, dst + s);
+				for (int i = 0; i < 8; i++)
+					dst[s + i] *= scale;
+			}
+			for (; s < ns; s++)
+				dst[s] = dot_hd(qh, kr + (size_t)s * kvd, hd) * scale;
+		}
 	}
 	for (int h = 0; h < g; h++) {
-		float *s = sc + (size_t)h * (size_t)m->max_pos;
+		float *s = sc + (size_t)h * mp;
 		float mx = s[0];
 		for (int i = 1; i < n; i++)
 			mx = s[i] > mx ? s[i] : mx;
@@ -487,20 +527,25 @@ static void att_task(void *ctx, int task, int tid)
 		for (int i = 0; i < n; i++)
 			s[i] *= inv;
 	}
+	int nv = hd / 8;
 	for (int h = 0; h < g; h++) {
-		const float *p = sc + (size_t)h * (size_t)m->max_pos;
-		float *o = out + (size_t)h * (size_t)hd;
-		for (int d = 0; d < hd; d += 8) {
-			v8 acc = { 0 };
-			for (int b = 0; b * bs < n; b++) {
-				int blk = r->blocks[b], ns = KV_MIN(bs, n - b * bs);
-				const float *vr = model_kv_v(j->kv, m->kv_dim, blk, j->layer, 0) +
-						  (size_t)kh * (size_t)hd + (size_t)d;
-				for (int s = 0; s < ns; s++)
-					acc += ld8(vr + (size_t)s * (size_t)m->kv_dim) * p[b * bs + s];
+		const float *p = sc + (size_t)h * mp;
+		v8 acc[MAX_HD_VEC];
+		for (int d = 0; d < nv; d++)
+			acc[d] = (v8){ 0 };
+		for (int b = 0; b * bs < n; b++) {
+			int blk = r->blocks[b], ns = KV_MIN(bs, n - b * bs);
+			const float *vr = model_kv_v(j->kv, m->kv_dim, blk, j->layer, 0) + (size_t)kh * (size_t)hd;
+			for (int s = 0; s < ns; s++) {
+				float pj = p[b * bs + s];
+				const float *v = vr + (size_t)s * kvd;
+				for (int d = 0; d < nv; d++)
+					acc[d] += ld8(v + 8 * d) * pj;
 			}
-			st8(o + d, acc);
 		}
+		float *o = out + (size_t)h * (size_t)hd;
+		for (int d = 0; d < nv; d++)
+			st8(o + 8 * d, acc[d]);
 	}
 }
 
