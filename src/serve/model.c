@@ -472,6 +472,13 @@ static inline __attribute__((always_inline)) float dot_hd(const float *a, const 
 
 typedef int v8i __attribute__((vector_size(32)));
 
+/* Two-vector lane shuffle with constant indices (GCC and clang spell it differently). */
+#if defined(__clang__)
+#define SHUF8(a, b, ...) __builtin_shufflevector((a), (b), __VA_ARGS__)
+#else
+#define SHUF8(a, b, ...) __builtin_shuffle((a), (b), (v8i){ __VA_ARGS__ })
+#endif
+
 /*
  * Eight dot products at once, each summed by exactly the tree of dot_hd:
  * ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)) over the lanes of its accumulator,
@@ -488,15 +495,14 @@ static inline __attribute__((always_inline)) void dot8_hd(const float *q, const 
 			acc += ld8(q + i) * ld8(kj + i);
 		a[j] = acc;
 	}
-	const v8i lo = { 0, 1, 2, 3, 8, 9, 10, 11 }, hi = { 4, 5, 6, 7, 12, 13, 14, 15 };
-	const v8i ev2 = { 0, 1, 4, 5, 8, 9, 12, 13 }, od2 = { 2, 3, 6, 7, 10, 11, 14, 15 };
-	const v8i ev = { 0, 2, 4, 6, 8, 10, 12, 14 }, od = { 1, 3, 5, 7, 9, 11, 13, 15 };
 	v8 u[4], w[2];
 	for (int j = 0; j < 4; j++)
-		u[j] = __builtin_shuffle(a[2 * j], a[2 * j + 1], lo) + __builtin_shuffle(a[2 * j], a[2 * j + 1], hi);
+		u[j] = SHUF8(a[2 * j], a[2 * j + 1], 0, 1, 2, 3, 8, 9, 10, 11) +
+		       SHUF8(a[2 * j], a[2 * j + 1], 4, 5, 6, 7, 12, 13, 14, 15);
 	for (int j = 0; j < 2; j++)
-		w[j] = __builtin_shuffle(u[2 * j], u[2 * j + 1], ev2) + __builtin_shuffle(u[2 * j], u[2 * j + 1], od2);
-	st8(out, __builtin_shuffle(w[0], w[1], ev) + __builtin_shuffle(w[0], w[1], od));
+		w[j] = SHUF8(u[2 * j], u[2 * j + 1], 0, 1, 4, 5, 8, 9, 12, 13) +
+		       SHUF8(u[2 * j], u[2 * j + 1], 2, 3, 6, 7, 10, 11, 14, 15);
+	st8(out, SHUF8(w[0], w[1], 0, 2, 4, 6, 8, 10, 12, 14) + SHUF8(w[0], w[1], 1, 3, 5, 7, 9, 11, 13, 15));
 }
 
 /*
