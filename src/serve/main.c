@@ -5,8 +5,11 @@
  * Extension points for other modules (src/serve/offload/):
  *  - commands[]: add `{ "cache", cmd_cache, "..." }`.
  *  - serve_opt_groups[]: add an option group (a KV_OPT_GROUP-headed array
- *    without KV_OPT_END) and a hook that runs after the engine is created,
- *    e.g. to call engine_set_connector().
+ *    without KV_OPT_END);
+ *  - serve_hooks[]: add a function that runs after the engine is created and
+ *    before it starts, e.g. to build a connector from those options and call
+ *    engine_set_connector(). Non-zero stops kvserve with exit code 2 (the
+ *    hook prints its own error line).
  */
 #include "common/util.h"
 
@@ -81,6 +84,11 @@ static const struct opt_group serve_opt_groups[] = {
 	GROUP(serve_opts_model),
 	GROUP(serve_opts_sched),
 	GROUP(serve_opts_http),
+};
+
+typedef int (*serve_hook)(struct engine *e, const struct model *m);
+static const serve_hook serve_hooks[] = {
+	NULL, /* end */
 };
 
 static struct kv_opt *build_opts(void)
@@ -178,6 +186,9 @@ static int cmd_serve(int argc, char **argv)
 		.mm = m.mm,
 	};
 	e = engine_create(&m, &ec);
+	for (size_t i = 0; serve_hooks[i]; i++)
+		if (serve_hooks[i](e, &m))
+			goto out;
 	engine_start(e);
 	struct server_config sc = { o_host, (int)o_port, o_served_name ? o_served_name : o_model, o_max_body };
 	srv = server_start(e, &sc, err, sizeof(err));
