@@ -12,6 +12,8 @@
 #include "common/banned.h"
 
 #define MAX_ERR_BODY ((size_t)64 << 10)
+/* a proxy from the environment is used for remote servers, never for loopback */
+#define NOPROXY "127.0.0.1,localhost,::1"
 #define MAX_BODY ((size_t)256 << 20)
 
 enum { MODE_NONE, MODE_SSE, MODE_BODY, MODE_ERRBODY };
@@ -219,6 +221,7 @@ void kvb_client_start(struct kvb_client *c, struct kvb_call *call)
 	curl_easy_setopt(e, CURLOPT_URL, call->url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, call);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_NOPROXY, NOPROXY);
 	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
@@ -444,6 +447,7 @@ char *kvb_http_get(const char *url, struct curl_slist *headers, double timeout_s
 	}
 	curl_easy_setopt(e, CURLOPT_URL, url);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_NOPROXY, NOPROXY);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, get_write);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
