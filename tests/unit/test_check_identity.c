@@ -184,6 +184,19 @@ static void test_logprobs(void **state)
 	NEAR(kvb_topk_kl(&p, &p), 0.0, 1e-9);
 	/* "b" missing from r1: it gets r1's lowest logprob, so r1 reads as uniform */
 	NEAR(kvb_topk_kl(&p, &r1), 0.0, 1e-6);
+	{
+		/* recorded from kvserve (echo, top-3): the chosen ' ' is appended far
+		 * below the top-3, and '~' / \xa8 sit just outside one list each.
+		 * Flooring the missing ones at ' ' gave KL 1.18; the floor is the top-3's. */
+		struct kvb_top_lp at[4] = { { (char *)" ", -6.89642143f }, { (char *)"\xf4", -1.97755885f },
+					    { (char *)"V", -2.19238734f }, { (char *)"\xa8", -2.4030931f } };
+		struct kvb_top_lp bt[4] = { { (char *)" ", -6.90520859f }, { (char *)"\xf4", -1.97533429f },
+					    { (char *)"V", -2.20473886f }, { (char *)"~", -2.37126565f } };
+		struct kvb_tok_lp a = { (char *)" ", -6.89642143f, at, 4 }, b = { (char *)" ", -6.90520859f, bt, 4 };
+		double kl = kvb_topk_kl(&a, &b);
+		assert_true(kl < 0.01);
+		assert_true(kl > 0);
+	}
 
 	assert_int_equal(kvb_check_logprobs(e->pairs, e->n, &o, &s, &c), 0);
 	assert_int_equal(s.n_tokens, 2); /* only "same": the others diverge at token 0 */

@@ -226,7 +226,9 @@ void kvb_lp_compare(const struct kvb_out_rec *base, const struct kvb_out_rec *ca
 /* Finishes the means. */
 void kvb_lp_stats_finish(struct kvb_lp_stats *s);
 /* KL(P || Q) of two top-k lists renormalised over their union; a token
- * missing from one list gets that list's lowest logprob. */
+ * missing from one list gets that list's lowest logprob (not counting the
+ * chosen token when it sits below all the others: OpenAI-style lists append
+ * it when it is outside the top k). */
 double kvb_topk_kl(const struct kvb_tok_lp *p, const struct kvb_tok_lp *q);
 /* Returns 0 and fills c; c->passed false when a bound is exceeded. When no
  * pair has logprobs, passes with "not measured" (figure NaN): 1 is returned. */

@@ -255,20 +255,42 @@ void kvb_lp_stats_init(struct kvb_lp_stats *s)
 	s->worst_pos = -1;
 }
 
+/*
+ * The logprob given to a token missing from t's top list: the lowest of the
+ * list. OpenAI-style lists carry the chosen token too, appended when it is
+ * not among the top k; when the chosen token is the strict minimum it is
+ * left out of the floor (else a token just below the top-k would be given
+ * the chosen token's far lower logprob).
+ */
+static double top_floor(const struct kvb_tok_lp *t)
+{
+	double m = INFINITY, m_other = INFINITY, chosen = NAN;
+	for (int j = 0; j < t->n_top; j++) {
+		double v = t->top[j].logprob;
+		if (isnan(v))
+			continue;
+		if (v < m)
+			m = v;
+		if (t->token && !strcmp(t->top[j].token, t->token))
+			chosen = v;
+		else if (v < m_other)
+			m_other = v;
+	}
+	if (!isnan(chosen) && isfinite(m_other) && chosen < m_other)
+		return m_other;
+	return m;
+}
+
 double kvb_topk_kl(const struct kvb_tok_lp *p, const struct kvb_tok_lp *q)
 {
-	double pmin = INFINITY, qmin = INFINITY, zp = 0, zq = 0, kl = 0;
+	double pmin, qmin, zp = 0, zq = 0, kl = 0;
 	int n = 0;
 	double *lp, *lq;
 
 	if (!p->n_top || !q->n_top)
 		return NAN;
-	for (int j = 0; j < p->n_top; j++)
-		if (p->top[j].logprob < pmin)
-			pmin = p->top[j].logprob;
-	for (int j = 0; j < q->n_top; j++)
-		if (q->top[j].logprob < qmin)
-			qmin = q->top[j].logprob;
+	pmin = top_floor(p);
+	qmin = top_floor(q);
 	if (!isfinite(pmin) || !isfinite(qmin))
 		return NAN;
 	lp = xcalloc((size_t)(p->n_top + q->n_top), sizeof(double));

@@ -23,6 +23,7 @@ static const struct kvb_wl_key gen_keys[] = {
 	{ "max_tokens", "256", "tokens", "max_tokens of each request (lm-eval gsm8k: 256)" },
 	{ "passes", "2", "", "times each prompt is sent (pass 0 cold, later warm)" },
 	{ "logprobs", "-1", "", "top-k logprobs to ask for (-1: none); needed to classify divergences" },
+	{ "echo", "false", "", "teacher-forced: also ask for the prompt's logprobs (completions echo; needs logprobs >= 0)" },
 	{ NULL, NULL, NULL, NULL },
 };
 
@@ -30,6 +31,7 @@ static int gen_create(const struct kvb_wl_params *p, struct kvb_workload **out)
 {
 	const char *path;
 	int64_t k_shot, limit, max_tokens, passes, lps;
+	bool echo;
 	struct kvb_gen_set set;
 	struct kvb_wl_list *l;
 	struct kv_buf shots = KV_BUF_INIT(0);
@@ -41,8 +43,13 @@ static int gen_create(const struct kvb_wl_params *p, struct kvb_workload **out)
 	    kvb_wl_get_int(p, "max_tokens", 256, 1, 1000000, &max_tokens) < 0 ||
 	    kvb_wl_get_int(p, "passes", 2, 1, 100, &passes) < 0 ||
 	    kvb_wl_get_int(p, "logprobs", -1, -1, 1000, &lps) < 0 ||
+	    kvb_wl_get_bool(p, "echo", false, &echo) < 0 ||
 	    kvb_wl_check_unused(p, "generation") < 0)
 		return -1;
+	if (echo && (lps < 0 || p->endpoint != KVB_EP_COMPLETIONS)) {
+		kv_error("--set echo: needs logprobs >= 0 and the completions endpoint");
+		return -1;
+	}
 	if (!path) {
 		kv_error("--set path: the generation workload needs path=FILE.jsonl");
 		return -1;
@@ -85,6 +92,7 @@ static int gen_create(const struct kvb_wl_params *p, struct kvb_workload **out)
 			r->pass = (int)ps;
 			r->max_tokens = (int)max_tokens;
 			r->logprobs = (int)lps;
+			r->echo = echo;
 			r->expected = it->reference ? xstrdup(it->reference) : NULL;
 			kvb_wl_list_add(l, r, i == first_q && ps > 0);
 		}

@@ -20,13 +20,16 @@ static const struct kvb_wl_key sweep_keys[] = {
 	{ "trials", "5", "", "cold+warm trials per length" },
 	{ "warm_repeats", "1", "", "warm requests after each cold one" },
 	{ "output_len", "10", "tokens", "max_tokens (CacheBlend: 10)" },
+	{ "logprobs", "-1", "", "top-k logprobs to ask for (-1: none)" },
+	{ "echo", "false", "", "teacher-forced: also ask for the prompt's logprobs (completions echo; needs logprobs >= 0)" },
 	{ NULL, NULL, NULL, NULL },
 };
 
 static int sweep_create(const struct kvb_wl_params *p, struct kvb_workload **out)
 {
 	const char *lens_s, *unit;
-	int64_t trials, warm, olen;
+	int64_t trials, warm, olen, lps;
+	bool echo;
 	int *lens = NULL;
 	size_t n_lens;
 	struct kvb_wl_list *l;
@@ -38,8 +41,14 @@ static int sweep_create(const struct kvb_wl_params *p, struct kvb_workload **out
 	    kvb_wl_get_int(p, "trials", 5, 1, 10000, &trials) < 0 ||
 	    kvb_wl_get_int(p, "warm_repeats", 1, 1, 1000, &warm) < 0 ||
 	    kvb_wl_get_int(p, "output_len", 10, 1, 1000000, &olen) < 0 ||
+	    kvb_wl_get_int(p, "logprobs", -1, -1, 1000, &lps) < 0 ||
+	    kvb_wl_get_bool(p, "echo", false, &echo) < 0 ||
 	    kvb_wl_check_unused(p, "ttft-sweep") < 0)
 		return -1;
+	if (echo && (lps < 0 || p->endpoint != KVB_EP_COMPLETIONS)) {
+		kv_error("--set echo: needs logprobs >= 0 and the completions endpoint");
+		return -1;
+	}
 	if (strcmp(unit, "bytes") && strcmp(unit, "words")) {
 		kv_error("--set length_unit: expected bytes or words, got '%s'", unit);
 		return -1;
@@ -71,6 +80,8 @@ static int sweep_create(const struct kvb_wl_params *p, struct kvb_workload **out
 				kvb_req_set_text(r, text);
 				r->pass = (int)w;
 				r->max_tokens = (int)olen;
+				r->logprobs = (int)lps;
+				r->echo = echo;
 				r->context_len = lens[i];
 				r->query_len = 0;
 				kvb_wl_list_add(l, r, true);
