@@ -17,5 +17,7 @@ enum {
 };
 
 int cmd_bench(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 
 #endif

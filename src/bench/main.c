@@ -15,6 +15,8 @@ struct cmd {
 
 static const struct cmd commands[] = {
 	{ "bench", cmd_bench, "drive one workload against a server and measure it" },
+	{ "report", cmd_report, "PDF, HTML and PNG charts from a results folder" },
+	{ "compare", cmd_compare, "two results folders side by side; fails on a regression" },
 };
 
 static void usage(FILE *out)
