@@ -244,7 +244,7 @@ static double legend(cairo_t *cr, const struct kvr_chart *c, double x0, double x
 {
 	double x = x0;
 
-	if (c->nseries < 2 && !(c->nseries == 1 && c->kind == KVR_CHART_BARS && c->ncats > 1))
+	if (c->nseries < 2)
 		return y;
 	font(cr, FS_LEGEND, false);
 	y += FS_LEGEND;
@@ -320,8 +320,8 @@ static void draw_xy(cairo_t *cr, const struct kvr_chart *c, const struct frame *
 	int guard = 0;
 
 	font(cr, FS_TICK, false);
-	for (double v = f->xlo; v <= f->xhi + f->xstep * 1e-6 && guard < 100;
-	     v += f->xstep, guard++) {
+	for (double v = ceil(f->xlo / f->xstep - 1e-9) * f->xstep;
+	     v <= f->xhi + f->xstep * 1e-6 && guard < 100; v += f->xstep, guard++) {
 		double x = px(f, v);
 		cairo_set_source_rgb(cr, 0.35, 0.35, 0.35);
 		cairo_set_line_width(cr, 1);
@@ -482,12 +482,11 @@ void kvr_chart_draw(const struct kvr_chart *c, cairo_t *cr)
 			xhi = 1;
 		}
 		kvr_nice_ticks(xlo, xhi, 8, &f.xlo, &f.xhi, &f.xstep);
-		if (c->x_integer && f.xstep < 1) {
+		if (c->x_integer && f.xstep <= 1) {
+			/* Whole-number ticks, points kept off the frame's edges. */
 			f.xstep = 1;
-			f.xlo = floor(xlo);
-			f.xhi = ceil(xhi);
-			if (f.xhi <= f.xlo)
-				f.xhi = f.xlo + 1;
+			f.xlo = xlo - 0.4;
+			f.xhi = xhi + 0.4;
 		}
 	} else {
 		f.xlo = 0;

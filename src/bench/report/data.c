@@ -369,7 +369,7 @@ static int divs_read(struct kvr_test *t, const char *path)
 			pos += n + 1;
 			continue;
 		}
-		o = json_loadb(data + pos, n, 0, &je);
+		o = json_loadb(data + pos, n, JSON_ALLOW_NUL, &je);
 		pos += n + 1;
 		if (!json_is_object(o)) {
 			kv_error("%s:%zu: not a JSON object%s%s", path, lineno, o ? "" : ": ",

@@ -537,7 +537,7 @@ static const char css[] =
 	"td.FAIL{color:#D55E00;font-weight:bold}td.PASS{color:#0072B2;font-weight:bold}"
 	"figure{margin:1.2em 0}figure svg{width:100%;height:auto;max-width:900px;display:block}"
 	"figcaption{color:#555;font-size:.9em}.nodata{color:#777;font-style:italic}"
-	"table.div td{width:50%;white-space:pre-wrap;word-break:break-word;"
+	"table.div{width:100%}table.div td{width:50%;white-space:pre-wrap;word-break:break-word;"
 	"font-family:ui-monospace,'DejaVu Sans Mono',monospace;font-size:.85em}"
 	"dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em}dt{color:#555}"
 	"dd{margin:0}";
