@@ -74,7 +74,9 @@ void kvr_nice_ticks(double lo, double hi, int want, double *tlo, double *thi, do
 	}
 	if (want < 2)
 		want = 2;
-	range = nicenum(hi - lo, false);
+	/* The step from the raw range (Heckbert first rounds the range, which gives
+	 * fewer, coarser ticks than asked for). */
+	range = hi - lo;
 	d = nicenum(range / (want - 1), true);
 	*tlo = floor(lo / d + 1e-9) * d;
 	*thi = ceil(hi / d - 1e-9) * d;

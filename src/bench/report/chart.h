@@ -70,9 +70,9 @@ int kvr_chart_write_png(const struct kvr_chart *c, const char *path, int width, 
 int kvr_chart_svg(const struct kvr_chart *c, struct kv_buf *out, const char *id_prefix);
 
 /*
- * "Nice numbers" axis (Heckbert, Graphics Gems 1990): a step of 1, 2 or 5
- * times a power of ten giving about `want` ticks, and the range [lo, hi]
- * widened to multiples of the step.
+ * "Nice numbers" axis (after Heckbert, Graphics Gems 1990): a step of 1, 2
+ * or 5 times a power of ten giving about `want` ticks (between 2/3 and 3/2
+ * of it), and the range [lo, hi] widened to multiples of the step.
  */
 void kvr_nice_ticks(double lo, double hi, int want, double *tlo, double *thi, double *step);
 /* The label of tick value v on an axis of that step: "0.25", "1500", "2". */
