@@ -362,7 +362,7 @@ static void chart_hit_rate(struct kvr_test_view *tv)
 		  "prompt tokens served from cache (%)");
 	s->chart.y_from_zero = true;
 	for (int p = 0; p <= maxp; p++) {
-		char pn[32], lab[48];
+		char pn[32], lab[64];
 		kvr_pass_name(pn, sizeof(pn), p, maxp);
 		snprintf(lab, sizeof(lab), "pass %d (%s)", p, pn);
 		kvr_chart_add_cat(&s->chart, lab);
