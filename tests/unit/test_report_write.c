@@ -176,7 +176,10 @@ static void test_write_suite(void **state)
 	/* The identity check failed, so the page says FAIL with it. */
 	assert_non_null(strstr(html, "<td class=\"FAIL\">FAIL</td>"));
 	/* Divergent text is escaped. */
-	assert_non_null(strstr(html, "Answer: &lt;b&gt;B&lt;/b&gt; &amp; C"));
+	assert_non_null(strstr(html, "Answer: <mark>&lt;b&gt;B&lt;/b&gt; &amp; C</mark>"));
+	/* The differing part is marked on both sides. */
+	assert_non_null(strstr(html, "covers parts for <mark>two years,"));
+	assert_non_null(strstr(html, "covers parts for <mark>three years,"));
 	free(html);
 	/* No chart for what has no data: no ttft-turn in long-doc-qa. */
 	p = xasprintf("%s/charts/long-doc-qa-ttft-turn.png", out);

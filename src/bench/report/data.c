@@ -308,9 +308,19 @@ static int requests_read(struct kvr_test *t, const char *path)
 		const char *st;
 
 		q->engine_idx = engine_intern(t, kvr_csv_cell(&csv, r, col[C_ENGINE]));
+		if (t->nengines > KVR_MAX_ENGINES) {
+			kv_error("%s:%zu: more than %d engines in one test", path,
+				 kvr_csv_line(&csv, r), KVR_MAX_ENGINES);
+			goto out;
+		}
 		if (cell_int(&csv, path, r, col[C_PASS], "pass", &v) < 0)
 			goto out;
-		q->pass = v < 0 ? 0 : (int)KV_MIN(v, 1000000);
+		if (v > KVR_MAX_PASS) {
+			kv_error("%s:%zu: column pass: %lld is above the limit (%d)", path,
+				 kvr_csv_line(&csv, r), (long long)v, KVR_MAX_PASS);
+			goto out;
+		}
+		q->pass = v < 0 ? 0 : (int)v;
 		if (cell_int(&csv, path, r, col[C_WARMUP], "warmup", &v) < 0)
 			goto out;
 		q->warmup = v > 0;

@@ -76,6 +76,8 @@ struct kvr_test {
 };
 
 #define KVR_MAX_DIVS 20
+#define KVR_MAX_ENGINES 32     /* distinct engine_id per test */
+#define KVR_MAX_PASS 31        /* highest pass number */
 
 struct kvr_run {
 	char *dir;

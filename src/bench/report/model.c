@@ -9,6 +9,8 @@
 #include "common/banned.h"
 
 #define BOOT_ROUNDS 400
+#define CDF_POINTS 1000
+#define MAX_X_VALUES 24   /* more distinct lengths or turns than this: binned */
 #define BOOT_SEED 0x6b7662656e6368ULL   /* "kvbench" */
 
 void kvr_pass_name(char *buf, size_t len, int pass, int max_pass)
@@ -123,13 +125,17 @@ static void chart_cdf(struct kvr_test_view *tv, double scale)
 			double *v = collect(t, (int)e, p, NAN, -1, &n);
 			if (n > 0) {
 				struct kvr_series *se;
+				/* At most CDF_POINTS steps, taken at evenly spaced ranks
+				 * (first and last kept), so that a long run stays light. */
+				size_t m = KV_MIN(n, (size_t)CDF_POINTS);
 				kvr_quantile(v, n, 0.5);   /* sorts */
 				series_label(lab, sizeof(lab), t, (int)e, p);
-				se = kvr_chart_add_series(&s->chart, lab, n, (int)e,
+				se = kvr_chart_add_series(&s->chart, lab, m, (int)e,
 							  t->max_pass > 0 && p == 0);
-				for (size_t i = 0; i < n; i++) {
-					se->x[i] = v[i] * scale;
-					se->y[i] = 100.0 * (double)(i + 1) / (double)n;
+				for (size_t i = 0; i < m; i++) {
+					size_t k = m == 1 ? 0 : i * (n - 1) / (m - 1);
+					se->x[i] = v[k] * scale;
+					se->y[i] = 100.0 * (double)(k + 1) / (double)n;
 				}
 			}
 			free(v);
@@ -143,6 +149,11 @@ static int dcmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static double req_x(const struct kvr_req *q, bool use_turn)
+{
+	return use_turn ? (q->turn >= 0 ? (double)q->turn : NAN) : q->context_len;
+}
+
 /* Distinct finite values of context_len (use_turn false) or turn, sorted. */
 static double *distinct(const struct kvr_test *t, bool use_turn, size_t *n)
 {
@@ -150,8 +161,7 @@ static double *distinct(const struct kvr_test *t, bool use_turn, size_t *n)
 	size_t k = 0;
 
 	for (size_t i = 0; i < t->nreqs; i++) {
-		double x = use_turn ? (t->reqs[i].turn >= 0 ? (double)t->reqs[i].turn : NAN) :
-			t->reqs[i].context_len;
+		double x = req_x(&t->reqs[i], use_turn);
 		if (isfinite(x))
 			v[k++] = x;
 	}
@@ -163,17 +173,73 @@ static double *distinct(const struct kvr_test *t, bool use_turn, size_t *n)
 	return v;
 }
 
+/* Index of x in the sorted xs (exact), or -1. */
+static long find_x(const double *xs, size_t n, double x)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (xs[mid] < x)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && xs[lo] == x ? (long)lo : -1;
+}
+
+/*
+ * Mean TTFT ± std against context length or turn, per engine and pass, in
+ * one pass over the requests. Up to MAX_X_VALUES distinct values are points
+ * of their own; more are grouped into about 12 bins of a round width, drawn
+ * at the bin's centre.
+ */
 static void chart_by(struct kvr_test_view *tv, double scale, bool by_turn)
 {
 	const struct kvr_test *t = tv->test;
+	const size_t np = (size_t)KV_MAX(t->max_pass, 0) + 1;
 	struct kvr_slot *s;
-	size_t nx;
-	double *xs = distinct(t, by_turn, &nx);
+	size_t nx, ncell;
+	double *xs = distinct(t, by_turn, &nx), *sum, *sq, *cnt;
+	double blo = 0, bstep = 0;
+	bool binned = false;
 	char yl[64], lab[128];
 
 	if (nx < 2) {
 		free(xs);
 		return;
+	}
+	if (nx > MAX_X_VALUES) {
+		double hi;
+		kvr_nice_ticks(xs[0], xs[nx - 1], 13, &blo, &hi, &bstep);
+		nx = (size_t)llround((hi - blo) / bstep);
+		if (nx < 1)
+			nx = 1;
+		for (size_t i = 0; i < nx; i++)
+			xs[i] = blo + ((double)i + 0.5) * bstep;
+		binned = true;
+	}
+	ncell = t->nengines * np * nx;
+	sum = xcalloc(ncell, sizeof(*sum));
+	sq = xcalloc(ncell, sizeof(*sq));
+	cnt = xcalloc(ncell, sizeof(*cnt));
+	for (size_t i = 0; i < t->nreqs; i++) {
+		const struct kvr_req *q = &t->reqs[i];
+		double x = req_x(q, by_turn);
+		long k;
+		size_t c;
+		if (q->warmup || !q->ok || !isfinite(q->ttft) || !isfinite(x))
+			continue;
+		if (binned)
+			k = (long)fmin((double)(nx - 1), fmax(0, floor((x - blo) / bstep)));
+		else
+			k = find_x(xs, nx, x);
+		if (k < 0)
+			continue;
+		c = ((size_t)q->engine_idx * np + (size_t)q->pass) * nx + (size_t)k;
+		sum[c] += q->ttft;
+		sq[c] += q->ttft * q->ttft;
+		cnt[c] += 1;
 	}
 	snprintf(yl, sizeof(yl), "mean TTFT \xc2\xb1 std (%s)", tv->ttft_unit);
 	if (by_turn)
@@ -181,32 +247,33 @@ static void chart_by(struct kvr_test_view *tv, double scale, bool by_turn)
 			  yl);
 	else
 		slot_init(tv, &s, KVR_CHART_XY, "ttft-context", "TTFT against context length",
-			  "context length (tokens)", yl);
+			  binned ? "context length (tokens, binned)" : "context length (tokens)", yl);
 	s->chart.y_from_zero = true;
 	s->chart.x_integer = true;
 	for (size_t e = 0; e < t->nengines; e++) {
-		for (int p = 0; p <= KV_MAX(t->max_pass, 0); p++) {
+		for (size_t p = 0; p < np; p++) {
 			struct kvr_series *se;
-			if (!has_pass(t, (int)e, p))
+			if (!has_pass(t, (int)e, (int)p))
 				continue;
-			series_label(lab, sizeof(lab), t, (int)e, p);
+			series_label(lab, sizeof(lab), t, (int)e, (int)p);
 			se = kvr_chart_add_series(&s->chart, lab, nx, (int)e,
 						  t->max_pass > 0 && p == 0);
 			for (size_t i = 0; i < nx; i++) {
-				size_t n;
-				double *v = collect(t, (int)e, p, by_turn ? NAN : xs[i],
-						    by_turn ? (int64_t)xs[i] : -1, &n);
-				double m = kvr_mean(v, n), sd = kvr_std(v, n);
+				size_t c = (e * np + p) * nx + i;
+				double n = cnt[c], m = n > 0 ? sum[c] / n : NAN;
 				se->x[i] = xs[i];
 				se->y[i] = m * scale;
-				if (isfinite(sd)) {
-					se->lo[i] = (m - sd) * scale;
-					se->hi[i] = (m + sd) * scale;
+				if (n > 1) {
+					double var = fmax(0, (sq[c] - n * m * m) / (n - 1));
+					se->lo[i] = (m - sqrt(var)) * scale;
+					se->hi[i] = (m + sqrt(var)) * scale;
 				}
-				free(v);
 			}
 		}
 	}
+	free(sum);
+	free(sq);
+	free(cnt);
 	free(xs);
 }
 

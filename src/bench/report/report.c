@@ -540,12 +540,13 @@ static const char css[] =
 	"figcaption{color:#555;font-size:.9em}.nodata{color:#777;font-style:italic}"
 	"table.div{width:100%}table.div td{width:50%;white-space:pre-wrap;word-break:break-word;"
 	"font-family:ui-monospace,'DejaVu Sans Mono',monospace;font-size:.85em}"
+	"mark{background:#fbd8bd;color:inherit}table.stats td{white-space:nowrap}"
 	"dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em}dt{color:#555}"
 	"dd{margin:0}";
 
 static void h_rows(struct kv_buf *b, const struct kvr_test_view *tv)
 {
-	kv_buf_printf(b, "<h3>Per engine and pass</h3>\n<table id=\"%s-groups\"><thead><tr>",
+	kv_buf_printf(b, "<h3>Per engine and pass</h3>\n<table class=\"stats\" id=\"%s-groups\"><thead><tr>",
 		      tv->slug);
 	for (size_t i = 0; i < NCOLS_ROWS; i++) {
 		kv_buf_puts(b, "<th>");
@@ -598,6 +599,30 @@ static void h_checks(struct kv_buf *b, const struct kvr_test_view *tv)
 	kv_buf_puts(b, "</tbody></table>\n");
 }
 
+/* Text s, marked from the first word where it departs from other. */
+static void h_diff_text(struct kv_buf *b, const char *s, const char *other)
+{
+	char *cs = kvr_text_clean(s, 4096, true), *co = kvr_text_clean(other, 4096, true);
+	size_t n = 0;
+	char *head;
+
+	while (cs[n] && cs[n] == co[n])
+		n++;
+	/* Mark from the start of the differing word. */
+	while (n > 0 && cs[n - 1] != ' ' && cs[n - 1] != '\n')
+		n--;
+	head = xstrndup(cs, n);
+	h_esc(b, head, 4096);
+	if (cs[n]) {
+		kv_buf_puts(b, "<mark>");
+		h_esc(b, cs + n, 4096);
+		kv_buf_puts(b, "</mark>");
+	}
+	free(head);
+	free(cs);
+	free(co);
+}
+
 static void h_divs(struct kv_buf *b, const struct kvr_test_view *tv)
 {
 	const struct kvr_test *t = tv->test;
@@ -617,9 +642,9 @@ static void h_divs(struct kv_buf *b, const struct kvr_test_view *tv)
 		kv_buf_puts(b, "</th><th>");
 		h_esc(b, dv->b_label, 200);
 		kv_buf_puts(b, "</th></tr>\n<tr><td>");
-		h_esc(b, dv->a_text, 4096);
+		h_diff_text(b, dv->a_text, dv->b_text);
 		kv_buf_puts(b, "</td><td>");
-		h_esc(b, dv->b_text, 4096);
+		h_diff_text(b, dv->b_text, dv->a_text);
 		kv_buf_puts(b, "</td></tr>\n");
 	}
 	kv_buf_puts(b, "</tbody></table>\n");
