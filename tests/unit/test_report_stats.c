@@ -64,6 +64,25 @@ static void test_quantiles(void **state)
 	assert_true(fabs(kvr_quantile(one, 1, 0.99) - 7) < 1e-12);
 }
 
+static void test_stat_of(void **state)
+{
+	uint64_t rng = 9;
+	(void)state;
+	/* The selection-based statistics agree with the sorted quantiles. */
+	for (size_t n = 1; n < 300; n += 7) {
+		double *a = malloc(n * sizeof(*a)), *b = malloc(n * sizeof(*b));
+		for (size_t i = 0; i < n; i++)
+			a[i] = b[i] = (double)(kvr_rand(&rng) % 50);   /* many ties */
+		assert_true(fabs(kvr_stat_of(KVR_P50, a, n) - kvr_quantile(b, n, 0.5)) < 1e-12);
+		for (size_t i = 0; i < n; i++)
+			a[i] = b[i] = (double)(kvr_rand(&rng) % 1000) / 7;
+		assert_true(fabs(kvr_stat_of(KVR_P99, a, n) - kvr_quantile(b, n, 0.99)) < 1e-12);
+		assert_true(fabs(kvr_stat_of(KVR_P90, a, n) - kvr_quantile(b, n, 0.90)) < 1e-12);
+		free(a);
+		free(b);
+	}
+}
+
 static void test_bootstrap(void **state)
 {
 	double a[200], b[200], lo, hi, lo2, hi2;
@@ -154,6 +173,7 @@ int main(void)
 		cmocka_unit_test(test_nice_ticks),
 		cmocka_unit_test(test_tick_label),
 		cmocka_unit_test(test_quantiles),
+		cmocka_unit_test(test_stat_of),
 		cmocka_unit_test(test_bootstrap),
 		cmocka_unit_test(test_wilson),
 		cmocka_unit_test(test_text_clean),

@@ -124,6 +124,19 @@ static bool is_regression(const struct ctx *c, const struct metric *m, double ba
 	return bad && excl;
 }
 
+/*
+ * Resamples for samples of n values in all: the asked number, but no more
+ * than keeps one interval under about 2e7 drawn values (at least 200), so a
+ * run of a million requests compares in seconds.
+ */
+static int rounds_for(int rounds, size_t n)
+{
+	size_t cap = n ? (size_t)2e7 / n : (size_t)rounds;
+	if (cap < 200)
+		cap = 200;
+	return (size_t)rounds > cap ? (int)cap : rounds;
+}
+
 struct named_rel {
 	char *test, *engine, *metric, *unit;
 	int pass;
@@ -150,8 +163,9 @@ static void compare_requests(struct ctx *c, const struct kvr_test *a, const stru
 					free(vb);
 					continue;
 				}
-				kvr_bootstrap(va, na, vb, nb, mt->stat, false, c->o->rounds, 0.95,
-					      c->o->seed, &lo, &hi);
+				kvr_bootstrap(va, na, vb, nb, mt->stat, false,
+					      rounds_for(c->o->rounds, na + nb), 0.95, c->o->seed,
+					      &lo, &hi);
 				sa = kvr_stat_of(mt->stat, va, na);
 				sb = kvr_stat_of(mt->stat, vb, nb);
 				r = is_regression(c, mt, sa, sb, lo, hi);

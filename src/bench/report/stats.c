@@ -51,17 +51,72 @@ double kvr_quantile(double *v, size_t n, double q)
 	return v[i] + (v[i + 1] - v[i]) * frac;
 }
 
+/* The k-th smallest of v (0-based), partially reordering v (quickselect). */
+static double select_k(double *v, size_t n, size_t k)
+{
+	size_t lo = 0, hi = n - 1;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2, i = lo, j = hi;
+		double a = v[lo], b = v[mid], c = v[hi], pivot, t;
+		/* median of three */
+		pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+		while (i <= j) {
+			while (v[i] < pivot)
+				i++;
+			while (v[j] > pivot)
+				j--;
+			if (i <= j) {
+				t = v[i];
+				v[i] = v[j];
+				v[j] = t;
+				i++;
+				if (j == 0)
+					break;
+				j--;
+			}
+		}
+		if (k <= j)
+			hi = j;
+		else if (k >= i)
+			lo = i;
+		else
+			return v[k];
+	}
+	return v[k];
+}
+
+/* kvr_quantile() without the full sort. */
+static double quantile_select(double *v, size_t n, double q)
+{
+	double pos = q * (double)(n - 1), frac, a, b;
+	size_t i = (size_t)pos;
+
+	if (n == 0)
+		return NAN;
+	frac = pos - (double)i;
+	a = select_k(v, n, i);
+	if (i + 1 >= n || frac == 0)
+		return a;
+	/* After the select, everything right of i is >= a: its minimum is order statistic i+1. */
+	b = v[i + 1];
+	for (size_t k = i + 2; k < n; k++)
+		if (v[k] < b)
+			b = v[k];
+	return a + (b - a) * frac;
+}
+
 double kvr_stat_of(enum kvr_statistic st, double *v, size_t n)
 {
 	switch (st) {
 	case KVR_MEAN:
 		return kvr_mean(v, n);
 	case KVR_P50:
-		return kvr_quantile(v, n, 0.50);
+		return quantile_select(v, n, 0.50);
 	case KVR_P90:
-		return kvr_quantile(v, n, 0.90);
+		return quantile_select(v, n, 0.90);
 	case KVR_P99:
-		return kvr_quantile(v, n, 0.99);
+		return quantile_select(v, n, 0.99);
 	}
 	return NAN;
 }
@@ -76,8 +131,9 @@ uint64_t kvr_rand(uint64_t *state)
 
 static void resample(const double *src, size_t n, double *dst, uint64_t *rng)
 {
+	/* Lemire's multiply-shift maps a 64-bit draw onto 0..n-1 without a division. */
 	for (size_t i = 0; i < n; i++)
-		dst[i] = src[kvr_rand(rng) % n];
+		dst[i] = src[(size_t)(((unsigned __int128)kvr_rand(rng) * n) >> 64)];
 }
 
 int kvr_bootstrap(const double *a, size_t na, const double *b, size_t nb, enum kvr_statistic st,
