@@ -341,6 +341,11 @@ static void draw_xy(cairo_t *cr, const struct kvr_chart *c, const struct frame *
 		const struct kvr_series *s = &c->series[k];
 		bool pen = false;
 		double prev = 0;
+		/* Points with error bars of several series are dodged sideways a
+		 * little so that no bar hides another. */
+		double dx = c->style == KVR_STYLE_POINTS && c->nseries > 1 ?
+			((double)k - (double)(c->nseries - 1) / 2.0) *
+			(c->nseries > 6 ? 2.0 : 4.0) : 0;
 
 		set_color(cr, s->color);
 		cairo_set_line_width(cr, 2.2);
@@ -361,9 +366,9 @@ static void draw_xy(cairo_t *cr, const struct kvr_chart *c, const struct frame *
 					cairo_line_to(cr, px(f, s->x[i]), py(f, prev));
 				cairo_line_to(cr, px(f, s->x[i]), py(f, s->y[i]));
 			} else if (!pen) {
-				cairo_move_to(cr, px(f, s->x[i]), py(f, s->y[i]));
+				cairo_move_to(cr, px(f, s->x[i]) + dx, py(f, s->y[i]));
 			} else {
-				cairo_line_to(cr, px(f, s->x[i]), py(f, s->y[i]));
+				cairo_line_to(cr, px(f, s->x[i]) + dx, py(f, s->y[i]));
 			}
 			prev = s->y[i];
 			pen = true;
@@ -374,7 +379,7 @@ static void draw_xy(cairo_t *cr, const struct kvr_chart *c, const struct frame *
 			double x, ylo, yhi;
 			if (!point_ok(c, s, i))
 				continue;
-			x = px(f, s->x[i]);
+			x = px(f, s->x[i]) + dx;
 			if (isfinite(s->lo[i]) && isfinite(s->hi[i])) {
 				ylo = py(f, s->lo[i]);
 				yhi = py(f, s->hi[i]);
@@ -484,11 +489,16 @@ void kvr_chart_draw(const struct kvr_chart *c, cairo_t *cr)
 			xhi = 1;
 		}
 		kvr_nice_ticks(xlo, xhi, 8, &f.xlo, &f.xhi, &f.xstep);
-		if (c->x_integer && f.xstep <= 1) {
-			/* Whole-number ticks, points kept off the frame's edges. */
-			f.xstep = 1;
-			f.xlo = xlo - 0.4;
-			f.xhi = xhi + 0.4;
+		if (c->x_integer && f.xstep < 1)
+			f.xstep = 1;   /* whole-number ticks */
+		if (c->style == KVR_STYLE_POINTS) {
+			/* Points (and their dodged error bars) kept off the frame's edges;
+			 * ticks need not fall on the ends. */
+			double pad = fmax(0.04 * (xhi - xlo), c->x_integer ? 0.4 : 0);
+			if (!(pad > 0))
+				pad = fabs(xlo) > 0 ? 0.1 * fabs(xlo) : 1;
+			f.xlo = xlo - pad;
+			f.xhi = xhi + pad;
 		}
 	} else {
 		f.xlo = 0;

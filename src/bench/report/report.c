@@ -167,10 +167,8 @@ static void ptable(struct pdf *p, size_t ncols, const char *const *head, const d
 
 	for (size_t r = 0; r <= nrows; r++) {
 		double x = MARGIN;
-		if (p->y + rh > A4_H - MARGIN - 20) {
-			pnew_page(p);
-			r = r == 0 ? 0 : r;   /* repeat the header on the new page below */
-		}
+		if (p->y + rh > A4_H - MARGIN - 20)
+			pnew_page(p);   /* the header is repeated on the new page below */
 		if (r == 0 || p->y == MARGIN) {
 			double hh = rh;
 			pfont(p, 8.5, true);
