@@ -12,6 +12,7 @@
 
 #include <cairo.h>
 
+#include "common/buf.h"
 #include "common/util.h"
 #include "report/compare.h"
 #include "report/data.h"
@@ -269,6 +270,43 @@ static void test_bad_csv(void **state)
 	free(out);
 }
 
+/* Many checks and long divergent outputs: the PDF paginates, nothing breaks. */
+static void test_long_tables(void **state)
+{
+	char *out = tmpdir(), *p;
+	struct kv_buf b = KV_BUF_INIT(0);
+	(void)state;
+	p = xasprintf("%s/requests.csv", out);
+	put(p, "engine_id,TTFT,pass\na,0.5,0\na,0.25,1\nb,0.5,0\n");
+	free(p);
+	kv_buf_puts(&b, "{\"groups\":[],\"checks\":[");
+	for (int i = 0; i < 120; i++)
+		kv_buf_printf(&b, "%s{\"name\":\"check-%d\",\"passed\":%s,\"figure\":%d,"
+			      "\"threshold\":1,\"unit\":\"x\",\"reason\":\"%0300d\"}",
+			      i ? "," : "", i, i % 7 ? "true" : "false", i, i);
+	kv_buf_puts(&b, "]}\n");
+	p = xasprintf("%s/summary.json", out);
+	put(p, kv_buf_str(&b));
+	free(p);
+	kv_buf_reset(&b);
+	for (int i = 0; i < 30; i++) {
+		kv_buf_printf(&b, "{\"key\":\"k%d\",\"a\":{\"engine_id\":\"a\",\"text\":\"", i);
+		for (int w = 0; w < 400; w++)
+			kv_buf_puts(&b, w % 13 ? "word " : "averyveryverylongwordwithoutspaces ");
+		kv_buf_puts(&b, "\"},\"b\":{\"engine_id\":\"b\",\"text\":\"x\"}}\n");
+	}
+	p = xasprintf("%s/divergences.jsonl", out);
+	put(p, kv_buf_str(&b));
+	free(p);
+	kv_buf_release(&b);
+	assert_int_equal(kvb_report_write(out, NULL), 0);
+	p = xasprintf("%s/report.pdf", out);
+	assert_int_equal(access(p, R_OK), 0);
+	free(p);
+	rm_rf(out);
+	free(out);
+}
+
 static void test_compare(void **state)
 {
 	char *base = fixture("suite-base"), *reg = fixture("suite-regressed");
@@ -318,6 +356,7 @@ int main(void)
 		cmocka_unit_test(test_write_paths),
 		cmocka_unit_test(test_edge),
 		cmocka_unit_test(test_bad_csv),
+		cmocka_unit_test(test_long_tables),
 		cmocka_unit_test(test_compare),
 	};
 	kv_set_quiet(true);

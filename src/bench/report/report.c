@@ -438,7 +438,7 @@ static void pdf_test(struct pdf *p, const struct kvr_test_view *tv)
 	for (size_t d = 0; d < t->ndivs; d++) {
 		const struct kvr_div *dv = &t->divs[d];
 		double half = CONTENT_W / 2 - 6, ya, yb;
-		if (p->y > A4_H - MARGIN - 120)
+		if (p->y > A4_H - MARGIN - 160)
 			pnew_page(p);
 		pfont(p, 10, true);
 		cairo_set_source_rgb(p->cr, 0.1, 0.1, 0.1);
