@@ -25,7 +25,11 @@
  *
  * Returns 0 on success, 2 when the results folder cannot be read or is
  * malformed (nothing is written), 3 when an output cannot be written.
- * Thread-compatible (no global state); not async-signal-safe.
+ * Errors are printed (kv_error, one line each); progress with kv_info.
+ *
+ * Call it from one thread while no other cairo drawing runs in the process:
+ * at the end it drops cairo's and fontconfig's font caches, so that leak
+ * checkers see a clean exit. Not async-signal-safe.
  */
 #ifndef KVB_REPORT_H
 #define KVB_REPORT_H
