@@ -262,6 +262,7 @@ static void test_bad_csv(void **state)
 	put(p, "engine_id,TTFT,pass\na,,\nb,nan,1\n");
 	assert_int_equal(kvr_run_load(&run, out), 0);
 	assert_int_equal(run.ntests, 1);
+	assert_string_equal(run.verdict, "NO CHECKS");
 	assert_true(isnan(run.tests[0].reqs[1].ttft));
 	assert_int_equal(run.tests[0].reqs[1].pass, 1);
 	kvr_run_release(&run);

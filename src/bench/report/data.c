@@ -491,6 +491,22 @@ static char **scan_tests(const char *dir, size_t *n)
 	return names;
 }
 
+/* PASS / FAIL / NO CHECKS from the checks, for a folder without overall.result. */
+static const char *verdict_of(const struct kvr_test *tests, size_t n, bool interrupted)
+{
+	size_t checks = 0;
+
+	if (interrupted)
+		return "INTERRUPTED";
+	for (size_t i = 0; i < n; i++)
+		for (size_t c = 0; c < tests[i].nchecks; c++) {
+			if (tests[i].checks[c].passed == 0)
+				return "FAIL";
+			checks++;
+		}
+	return checks ? "PASS" : "NO CHECKS";
+}
+
 int kvr_run_load(struct kvr_run *run, const char *dir)
 {
 	struct stat sb;
@@ -533,17 +549,17 @@ int kvr_run_load(struct kvr_run *run, const char *dir)
 	free(path);
 	path = xasprintf("%s/overall.result", dir);
 	run->verdict = first_line(path);
-	if (!*run->verdict && root && json_is_string(json_object_get(root, "status"))) {
-		free(run->verdict);
-		run->verdict = jstrdup(root, "status");
-	}
-	run->interrupted = !strcmp(run->verdict, "INTERRUPTED") || !strcmp(run->verdict, "interrupted");
+	run->interrupted = !strcmp(run->verdict, "INTERRUPTED") ||
+		(root && json_is_string(json_object_get(root, "status")) &&
+		 !strcmp(json_string_value(json_object_get(root, "status")), "interrupted"));
 
 	if (flat) {
 		run->tests = xcalloc(1, sizeof(*run->tests));
 		run->ntests = 1;
 		if (test_load(&run->tests[0], dir, "bench", true) < 0)
 			goto out;
+		free(run->tests[0].status);
+		run->tests[0].status = xstrdup(verdict_of(run->tests, 1, run->interrupted));
 		rc = 0;
 		goto out;
 	}
@@ -582,6 +598,10 @@ int kvr_run_load(struct kvr_run *run, const char *dir)
 	}
 	rc = 0;
 out:
+	if (rc == 0 && !*run->verdict) {
+		free(run->verdict);
+		run->verdict = xstrdup(verdict_of(run->tests, run->ntests, run->interrupted));
+	}
 	for (size_t i = 0; i < nnames; i++)
 		free(names[i]);
 	free(names);

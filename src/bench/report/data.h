@@ -61,7 +61,8 @@ struct kvr_div {
 
 struct kvr_test {
 	char *name;
-	char *status;            /* PASS / FAIL / ... from <test>.result or summary; "" unknown */
+	char *status;            /* PASS / FAIL / ... from <test>.result or summary (bench
+				  * folder: from its checks); "" unknown */
 	char **engines;          /* distinct engine ids in order of first appearance */
 	size_t nengines;
 	int max_pass;            /* -1 when no pass column */
@@ -85,7 +86,8 @@ struct kvr_run {
 	char *suite;             /* "" unknown */
 	char *started;           /* "" unknown */
 	double duration_s;
-	char *verdict;           /* first line of overall.result, else summary status, else "" */
+	char *verdict;           /* first line of overall.result, else from the checks:
+				  * INTERRUPTED, FAIL, PASS or NO CHECKS */
 	bool interrupted;
 	struct kvr_test *tests;
 	size_t ntests;

@@ -320,11 +320,14 @@ static void pdf_title(struct pdf *p, const struct kvr_view *v)
 		cairo_set_source_rgb(p->cr, 0.835, 0.369, 0.0);
 	else
 		cairo_set_source_rgb(p->cr, 0.4, 0.4, 0.4);
-	cairo_rectangle(p->cr, MARGIN, p->y, 180, 52);
-	cairo_fill(p->cr);
 	pfont(p, 28, true);
-	cairo_set_source_rgb(p->cr, 1, 1, 1);
-	ptext(p, MARGIN + 14, p->y + 37, verdict, 160);
+	{
+		double w = fmin(CONTENT_W, fmax(180, pwidth(p, verdict) + 28));
+		cairo_rectangle(p->cr, MARGIN, p->y, w, 52);
+		cairo_fill(p->cr);
+		cairo_set_source_rgb(p->cr, 1, 1, 1);
+		ptext(p, MARGIN + 14, p->y + 37, verdict, w - 28);
+	}
 	p->y += 80;
 	pfont(p, 11, false);
 	cairo_set_source_rgb(p->cr, 0.1, 0.1, 0.1);
