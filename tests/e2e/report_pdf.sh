@@ -45,12 +45,14 @@ for id in tests long-doc-qa-groups long-doc-qa-checks long-doc-qa-divergences mu
 	grep -q "id=\"$id\"" "$html" || fail "report.html lacks table $id"
 done
 grep -q "<svg" "$html" || fail "no inline SVG"
+grep -q "<title>TTFT distribution</title>" "$html" || fail "charts lack an SVG title"
 if grep -Eq '(src|href)="(https?:|//)' "$html"; then fail "report.html loads an external resource"; fi
 
 # A bench folder, the -o FILE form, and a hostile folder.
 "$kvb" report "$KV_FIXTURES/results/bench-flat" -o "$out/flat/r.pdf" 2>/dev/null
 [ "$(pdfinfo "$out/flat/r.pdf" | awk '/^Pages:/ {print $2}')" = 3 ] || fail "bench-flat pages"
 [ -s "$out/flat/r.html" ] && [ -s "$out/flat/charts/bench-ttft-cdf.png" ] || fail "bench-flat files"
+pdftotext -f 1 -l 1 "$out/flat/r.pdf" - | grep -q "NO CHECKS" || fail "bench-flat verdict"
 mkdir -p "$out/edge"
 "$kvb" report "$KV_FIXTURES/results/suite-edge" -o "$out/edge" 2>/dev/null
 if grep -q "<script\|<img" "$out/edge/report.html"; then fail "unescaped markup in report.html"; fi

@@ -586,14 +586,11 @@ out:
 }
 
 /* Copies svg to out, prefixing every id and every reference to one. */
-static int svg_prefix(struct kv_buf *out, const char *svg, const char *pfx)
+static int svg_prefix(struct kv_buf *out, const char *p, const char *pfx)
 {
 	static const char *const pats[] = { "id=\"", "href=\"#", "url(#" };
-	const char *p = strstr(svg, "<svg");
 	int rc = 0;
 
-	if (!p)
-		return -1;
 	while (*p && rc == 0) {
 		size_t best = SIZE_MAX, which = 0;
 		for (size_t i = 0; i < KV_ARRAY_SIZE(pats); i++) {
@@ -631,7 +628,26 @@ int kvr_chart_svg(const struct kvr_chart *c, struct kv_buf *out, const char *id_
 	cairo_surface_finish(s);
 	if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS)
 		goto out;
-	rc = svg_prefix(out, kv_buf_str(&b), id_prefix);
+	{
+		/* The <svg> tag, a <title> for screen readers, then the body. */
+		const char *svg = strstr(kv_buf_str(&b), "<svg"), *end;
+		if (!svg || !(end = strchr(svg, '>')))
+			goto out;
+		rc = kv_buf_append(out, svg, (size_t)(end - svg) + 1);
+		rc |= kv_buf_puts(out, "<title>");
+		for (const char *q = c->title; *q; q++) {
+			if (*q == '<')
+				rc |= kv_buf_puts(out, "&lt;");
+			else if (*q == '>')
+				rc |= kv_buf_puts(out, "&gt;");
+			else if (*q == '&')
+				rc |= kv_buf_puts(out, "&amp;");
+			else
+				rc |= kv_buf_putc(out, *q);
+		}
+		rc |= kv_buf_puts(out, "</title>");
+		rc |= svg_prefix(out, end + 1, id_prefix);
+	}
 out:
 	if (cr)
 		cairo_destroy(cr);
