@@ -348,6 +348,71 @@ static void test_compare(void **state)
 	free(reg);
 }
 
+/* A bench folder whose summary has the given checks (JSON array text). */
+static char *folder_with_checks(const char *checks)
+{
+	char *out = tmpdir(), *p, *js;
+	p = xasprintf("%s/requests.csv", out);
+	put(p, "engine_id,TTFT,pass\na,0.5,0\na,0.25,0\n");
+	free(p);
+	p = xasprintf("%s/summary.json", out);
+	js = xasprintf("{\"groups\":[],\"checks\":%s}\n", checks);
+	put(p, js);
+	free(js);
+	free(p);
+	return out;
+}
+
+static void test_accuracy_checks(void **state)
+{
+	char *a = folder_with_checks(
+		"[{\"name\":\"acc\",\"passed\":true,\"figure\":0.8,\"unit\":\"accuracy\",\"n\":500},"
+		"{\"name\":\"identity\",\"passed\":true,\"figure\":1,\"unit\":\"fraction\"}]");
+	char *b = folder_with_checks(
+		"[{\"name\":\"acc\",\"passed\":true,\"figure\":0.6,\"unit\":\"accuracy\",\"n\":500},"
+		"{\"name\":\"identity\",\"passed\":false,\"figure\":0.9,\"unit\":\"fraction\"}]");
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	struct kvr_compare_opts o = { .max_regression = 0.10, .rounds = 300, .seed = 1, .out = f };
+	static const char *const acc[] = { "accuracy" }, *const ident[] = { "identity" };
+	struct kvr_run run;
+	struct kvr_view v;
+	(void)state;
+	/* The accuracy chart comes from the check, with a Wilson interval from n. */
+	assert_int_equal(kvr_run_load(&run, a), 0);
+	kvr_view_build(&v, &run);
+	for (size_t k = 0; k < v.tests[0].nslots; k++) {
+		const struct kvr_chart *c = &v.tests[0].slots[k].chart;
+		if (strcmp(c->id, "bench-accuracy"))
+			continue;
+		assert_true(fabs(c->series[0].y[0] - 80) < 1e-9);
+		assert_true(c->series[0].lo[0] > 75 && c->series[0].lo[0] < 80);
+		assert_true(c->series[0].hi[0] > 80 && c->series[0].hi[0] < 85);
+		len = 1;
+	}
+	assert_int_equal(len, 1);
+	kvr_view_release(&v);
+	kvr_run_release(&run);
+	/* 0.8 -> 0.6 over 500 questions each is a regression; identity too. */
+	o.metrics = acc;
+	o.nmetrics = 1;
+	assert_int_equal(kvr_compare(a, b, &o), 1);
+	assert_int_equal(kvr_compare(b, a, &o), 0);
+	o.metrics = ident;
+	assert_int_equal(kvr_compare(a, b, &o), 1);
+	assert_int_equal(kvr_compare(b, a, &o), 0);
+	fflush(f);
+	assert_non_null(strstr(buf, "REGRESSION: bench check acc accuracy: 0.8 -> 0.6"));
+	assert_non_null(strstr(buf, "REGRESSION: bench check identity identity: 1 -> 0.9 (passed, now fails)"));
+	fclose(f);
+	free(buf);
+	rm_rf(a);
+	rm_rf(b);
+	free(a);
+	free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -359,6 +424,7 @@ int main(void)
 		cmocka_unit_test(test_bad_csv),
 		cmocka_unit_test(test_long_tables),
 		cmocka_unit_test(test_compare),
+		cmocka_unit_test(test_accuracy_checks),
 	};
 	kv_set_quiet(true);
 	return cmocka_run_group_tests(tests, NULL, NULL);
