@@ -148,7 +148,7 @@ static void test_chart_data(void **state)
 	(void)state;
 	kvr_chart_init(&c, KVR_CHART_XY, "x", "t", "x", "y");
 	assert_false(kvr_chart_has_data(&c));
-	s = kvr_chart_add_series(&c, "s", 2, 0, false);
+	s = kvr_chart_add_series(&c, "s", 2, 0, 0);
 	s->x[0] = NAN;
 	s->y[0] = 1;
 	s->x[1] = 1;
@@ -159,7 +159,7 @@ static void test_chart_data(void **state)
 	assert_true(kvr_chart_has_data(&c));
 	kvr_chart_release(&c);
 	kvr_chart_init(&c, KVR_CHART_BARS, "b", "t", "x", "y");
-	s = kvr_chart_add_series(&c, "s", 1, 0, false);
+	s = kvr_chart_add_series(&c, "s", 1, 0, 0);
 	s->y[0] = 1;
 	assert_false(kvr_chart_has_data(&c));   /* no category for it */
 	kvr_chart_add_cat(&c, "c");

@@ -43,6 +43,29 @@ static void set_color(cairo_t *cr, int i)
 	cairo_set_source_rgb(cr, r, g, b);
 }
 
+/* 0 solid, 1 dashed, 2 dotted, 3 dash-dot (wraps). */
+static void set_dash(cairo_t *cr, int dash)
+{
+	static const double dashed[] = { 7, 4 }, dotted[] = { 1.5, 3.5 },
+			    dashdot[] = { 8, 3, 1.5, 3 };
+
+	switch (dash % 4) {
+	case 1:
+		cairo_set_dash(cr, dashed, 2, 0);
+		break;
+	case 2:
+		cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
+		cairo_set_dash(cr, dotted, 2, 0);
+		break;
+	case 3:
+		cairo_set_dash(cr, dashdot, 4, 0);
+		break;
+	default:
+		cairo_set_dash(cr, NULL, 0, 0);
+		break;
+	}
+}
+
 static double nicenum(double x, bool round)
 {
 	double e = floor(log10(x)), f = x / pow(10, e), nf;
@@ -136,7 +159,7 @@ void kvr_chart_release(struct kvr_chart *c)
 }
 
 struct kvr_series *kvr_chart_add_series(struct kvr_chart *c, const char *label, size_t n,
-					int color, bool dashed)
+					int color, int dash)
 {
 	struct kvr_series *s;
 
@@ -145,7 +168,7 @@ struct kvr_series *kvr_chart_add_series(struct kvr_chart *c, const char *label, 
 	memset(s, 0, sizeof(*s));
 	s->label = kvr_text_clean(label, MAX_LABEL, false);
 	s->color = color;
-	s->dashed = dashed;
+	s->dash = dash;
 	s->n = n;
 	s->x = xcalloc(n ? n : 1, sizeof(double));
 	s->y = xcalloc(n ? n : 1, sizeof(double));
@@ -227,14 +250,12 @@ static void legend_sample(cairo_t *cr, const struct kvr_chart *c, const struct k
 		return;
 	}
 	cairo_set_line_width(cr, 2.5);
-	if (s->dashed) {
-		double d[] = { 6, 3 };
-		cairo_set_dash(cr, d, 2, 0);
-	}
+	set_dash(cr, s->dash);
 	cairo_move_to(cr, x, y - 4);
 	cairo_line_to(cr, x + 24, y - 4);
 	cairo_stroke(cr);
 	cairo_set_dash(cr, NULL, 0, 0);
+	cairo_set_line_cap(cr, CAIRO_LINE_CAP_BUTT);
 	if (c->style == KVR_STYLE_POINTS) {
 		cairo_arc(cr, x + 12, y - 4, 3.5, 0, 2 * M_PI);
 		cairo_fill(cr);
@@ -350,10 +371,7 @@ static void draw_xy(cairo_t *cr, const struct kvr_chart *c, const struct frame *
 		set_color(cr, s->color);
 		cairo_set_line_width(cr, 2.2);
 		cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
-		if (s->dashed) {
-			double d[] = { 7, 4 };
-			cairo_set_dash(cr, d, 2, 0);
-		}
+		set_dash(cr, s->dash);
 		for (size_t i = 0; i < s->n; i++) {
 			if (!point_ok(c, s, i)) {
 				pen = false;
@@ -375,6 +393,7 @@ static void draw_xy(cairo_t *cr, const struct kvr_chart *c, const struct frame *
 		}
 		cairo_stroke(cr);
 		cairo_set_dash(cr, NULL, 0, 0);
+		cairo_set_line_cap(cr, CAIRO_LINE_CAP_BUTT);
 		for (size_t i = 0; i < s->n; i++) {
 			double x, ylo, yhi;
 			if (!point_ok(c, s, i))

@@ -31,7 +31,7 @@ enum kvr_style { KVR_STYLE_STEP, KVR_STYLE_LINE, KVR_STYLE_POINTS };
 struct kvr_series {
 	char *label;
 	int color;          /* palette index */
-	bool dashed;
+	int dash;           /* 0 solid, 1 dashed, 2 dotted, 3 dash-dot */
 	size_t n;
 	double *x, *y;      /* BARS: y[j] for category j; x unused */
 	double *lo, *hi;    /* interval ends, NaN for none */
@@ -58,7 +58,7 @@ void kvr_chart_init(struct kvr_chart *c, enum kvr_chart_kind kind, const char *i
 void kvr_chart_release(struct kvr_chart *c);
 /* A new series of n points (x, y zero, lo, hi NaN); valid until the next add. */
 struct kvr_series *kvr_chart_add_series(struct kvr_chart *c, const char *label, size_t n,
-					int color, bool dashed);
+					int color, int dash);
 void kvr_chart_add_cat(struct kvr_chart *c, const char *name);
 bool kvr_chart_has_data(const struct kvr_chart *c);
 

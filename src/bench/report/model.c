@@ -23,6 +23,14 @@ void kvr_pass_name(char *buf, size_t len, int pass, int max_pass)
 		snprintf(buf, len, "warm %d", pass);
 }
 
+/* Line style of a pass: cold dashed, the first warm pass solid, later ones dotted... */
+static int pass_dash(int pass, int max_pass)
+{
+	if (max_pass <= 0)
+		return 0;
+	return pass == 0 ? 1 : pass == 1 ? 0 : 2 + (pass - 2) % 2;
+}
+
 static char *make_slug(const char *name, size_t idx, const struct kvr_view *v)
 {
 	char s[64];
@@ -131,7 +139,7 @@ static void chart_cdf(struct kvr_test_view *tv, double scale)
 				kvr_quantile(v, n, 0.5);   /* sorts */
 				series_label(lab, sizeof(lab), t, (int)e, p);
 				se = kvr_chart_add_series(&s->chart, lab, m, (int)e,
-							  t->max_pass > 0 && p == 0);
+							  pass_dash((int)p, t->max_pass));
 				for (size_t i = 0; i < m; i++) {
 					size_t k = m == 1 ? 0 : i * (n - 1) / (m - 1);
 					se->x[i] = v[k] * scale;
@@ -257,7 +265,7 @@ static void chart_by(struct kvr_test_view *tv, double scale, bool by_turn)
 				continue;
 			series_label(lab, sizeof(lab), t, (int)e, (int)p);
 			se = kvr_chart_add_series(&s->chart, lab, nx, (int)e,
-						  t->max_pass > 0 && p == 0);
+						  pass_dash((int)p, t->max_pass));
 			for (size_t i = 0; i < nx; i++) {
 				size_t c = (e * np + p) * nx + i;
 				double n = cnt[c], m = n > 0 ? sum[c] / n : NAN;
@@ -321,8 +329,9 @@ static void chart_speedup(struct kvr_test_view *tv)
 	for (size_t e = 0; e < t->nengines; e++)
 		kvr_chart_add_cat(&s->chart, t->engines[e]);
 	if (t->max_pass >= 1) {
-		se = kvr_chart_add_series(&s->chart, "warm vs cold, same engine", t->nengines, 0,
-					  false);
+		se = kvr_chart_add_series(&s->chart, t->max_pass > 1 ?
+					  "last warm pass vs cold, same engine" :
+					  "warm vs cold, same engine", t->nengines, 0, 0);
 		for (size_t e = 0; e < t->nengines; e++)
 			speedup(t, (int)e, 0, (int)e, t->max_pass, &se->y[e], &se->lo[e],
 				&se->hi[e]);
@@ -332,7 +341,7 @@ static void chart_speedup(struct kvr_test_view *tv)
 			char lab[160], pn[32];
 			kvr_pass_name(pn, sizeof(pn), p, t->max_pass);
 			snprintf(lab, sizeof(lab), "vs %.60s, %s", t->engines[base], pn);
-			se = kvr_chart_add_series(&s->chart, lab, t->nengines, 1 + 2 * p, false);
+			se = kvr_chart_add_series(&s->chart, lab, t->nengines, 1 + 2 * p, 0);
 			for (size_t e = 0; e < t->nengines; e++) {
 				se->y[e] = NAN;
 				if ((int)e != base)
@@ -391,7 +400,7 @@ static void chart_throughput(struct kvr_test_view *tv)
 		}
 		if (first < nb) {
 			se = kvr_chart_add_series(&s->chart, t->engines[e], last - first + 1,
-						  (int)e, false);
+						  (int)e, 0);
 			for (size_t b = first; b <= last; b++) {
 				se->x[b - first] = lo + ((double)b + 0.5) * step;
 				se->y[b - first] = tok[b] / step;
@@ -436,7 +445,7 @@ static void chart_hit_rate(struct kvr_test_view *tv)
 	}
 	for (size_t i = 0; i < neng; i++) {
 		struct kvr_series *se = kvr_chart_add_series(&s->chart, eng[i], (size_t)maxp + 1,
-							     (int)i, false);
+							     (int)i, 0);
 		for (int p = 0; p <= maxp; p++)
 			se->y[p] = NAN;
 		for (size_t g = 0; g < t->ngroups; g++)
@@ -468,7 +477,7 @@ static void chart_accuracy(struct kvr_test_view *tv)
 	slot_init(tv, &s, KVR_CHART_BARS, "accuracy", "Accuracy (95% interval)",
 		  from_groups ? "engine and pass" : "check", "accuracy (%)");
 	s->chart.y_from_zero = true;
-	se = kvr_chart_add_series(&s->chart, "accuracy", n, 0, false);
+	se = kvr_chart_add_series(&s->chart, "accuracy", n, 0, 0);
 	if (from_groups) {
 		for (size_t g = 0; g < t->ngroups; g++) {
 			const struct kvr_group *gr = &t->groups[g];
