@@ -363,6 +363,35 @@ static char *folder_with_checks(const char *checks)
 	return out;
 }
 
+/* A suite folder whose checks are only in the run's summary.json. */
+static void test_run_summary_checks(void **state)
+{
+	char *out = tmpdir(), *p;
+	struct kvr_run run;
+	(void)state;
+	p = xasprintf("%s/t1", out);
+	assert_int_equal(kv_mkdir_p(p, 0755), 0);
+	free(p);
+	p = xasprintf("%s/t1/requests.csv", out);
+	put(p, "engine_id,TTFT\na,0.5\n");
+	free(p);
+	p = xasprintf("%s/summary.json", out);
+	put(p, "{\"run_id\":\"r\",\"tests\":[{\"name\":\"t1\",\"status\":\"FAIL\","
+	       "\"checks\":[{\"name\":\"c\",\"passed\":false,\"figure\":2}]}]}");
+	assert_int_equal(kvr_run_load(&run, out), 0);
+	assert_int_equal(run.tests[0].nchecks, 1);
+	assert_int_equal(run.tests[0].checks[0].passed, 0);
+	assert_string_equal(run.tests[0].status, "FAIL");
+	assert_string_equal(run.verdict, "FAIL");
+	kvr_run_release(&run);
+	/* A test name that climbs out of the folder is refused. */
+	put(p, "{\"tests\":[{\"name\":\"../t1\"}]}");
+	assert_int_equal(kvr_run_load(&run, out), -1);
+	free(p);
+	rm_rf(out);
+	free(out);
+}
+
 static void test_accuracy_checks(void **state)
 {
 	char *a = folder_with_checks(
@@ -425,6 +454,7 @@ int main(void)
 		cmocka_unit_test(test_long_tables),
 		cmocka_unit_test(test_compare),
 		cmocka_unit_test(test_accuracy_checks),
+		cmocka_unit_test(test_run_summary_checks),
 	};
 	kv_set_quiet(true);
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -588,6 +588,19 @@ int kvr_run_load(struct kvr_run *run, const char *dir)
 		struct kvr_test *t = &run->tests[run->ntests++];
 		if (test_load(t, dir, names[i], false) < 0)
 			goto out;
+		/* Checks from the run's summary when the test's own has none. */
+		if (t->nchecks == 0 && json_is_array(tests)) {
+			json_t *ck = json_object_get(json_array_get(tests, i), "checks");
+			if (json_is_array(ck) && json_array_size(ck) > 0) {
+				size_t k;
+				json_t *c;
+				t->checks = xcalloc(json_array_size(ck), sizeof(*t->checks));
+				json_array_foreach(ck, k, c) {
+					if (json_is_object(c))
+						check_read(&t->checks[t->nchecks++], c);
+				}
+			}
+		}
 		if (!*t->status && json_is_array(tests)) {
 			json_t *st = json_object_get(json_array_get(tests, i), "status");
 			if (json_is_string(st)) {
