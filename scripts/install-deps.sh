@@ -5,7 +5,7 @@
 set -eu
 build_pkgs="build-essential cmake pkg-config libcurl4-openssl-dev libjansson-dev libyaml-dev
   libcairo2-dev libmicrohttpd-dev libopenblas-dev libcmocka-dev libssl-dev"
-test_pkgs="poppler-utils curl procps python3 clang libclang-rt-14-dev"
+test_pkgs="poppler-utils chromium curl procps python3 clang libclang-rt-14-dev"
 pkgs=$build_pkgs
 [ "${1:-}" = "--test" ] && pkgs="$pkgs $test_pkgs"
 

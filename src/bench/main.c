@@ -19,6 +19,8 @@ static const struct cmd commands[] = {
 	{ "run", cmd_run, "run a suite: start engines, run tests, check thresholds, write results" },
 	{ "engine", cmd_engine, "start, inspect or stop a suite's engines (for CI scripts)" },
 	{ "check", cmd_check, "compare two outputs.jsonl files: identity, logprobs, accuracy, F1" },
+	{ "report", cmd_report, "PDF, HTML and PNG charts from a results folder" },
+	{ "compare", cmd_compare, "two results folders side by side; fails on a regression" },
 };
 
 static void usage(FILE *out)

@@ -16,6 +16,7 @@ void kv_set_progname(const char *name) { progname = name; }
 const char *kv_progname(void) { return progname; }
 void kv_set_quiet(bool q) { quiet = q; }
 
+static void vmsg(const char *kind, const char *fmt, va_list ap) KV_PRINTF(2, 0);
 static void vmsg(const char *kind, const char *fmt, va_list ap)
 {
 	char line[4096];
