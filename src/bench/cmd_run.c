@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "report/report.h"
 #include "common/clock.h"
 #include "common/opt.h"
 #include "engines/engine.h"
@@ -185,7 +186,7 @@ static void print_verdict(const struct kvb_suite_result *r, const char *dir)
 int cmd_run(int argc, char **argv)
 {
 	const char *filter = NULL, *out_dir = NULL, *model = NULL;
-	bool list = false, quick = false, dry = false, progress = true;
+	bool list = false, quick = false, dry = false, progress = true, report = true;
 	struct kv_opt opts[] = {
 		KV_OPT_GROUP("Selection"),
 		KV_OPT_STRING('f', "filter", &filter, "PATTERN",
@@ -196,6 +197,8 @@ int cmd_run(int argc, char **argv)
 		KV_OPT_STRING('o', "output-dir", &out_dir, "DIR",
 			      "results folder of this run (default: RESULTS_DIR/SUITE-DATE-TIME)"),
 		KV_OPT_BOOL(0, "progress", &progress, "live progress line on a terminal"),
+		KV_OPT_BOOL(0, "report", &report,
+			    "write report.html, report.pdf and charts/ into the results folder at the end"),
 		KV_OPT_GROUP("Engines"),
 		KV_OPT_STRING('m', "model", &model, "MODEL", "model of every engine (overrides model:)"),
 		KV_OPT_BOOL(0, "dry-run", &dry,
@@ -435,6 +438,8 @@ int cmd_run(int argc, char **argv)
 	res.duration_s = kv_ns_to_s(kv_now_ns() - t0);
 	if (kvb_results_write(dir, &res) < 0)
 		rc = KVB_EXIT_RUNTIME;
+	if (report && kvb_report_write(dir, NULL) != 0)
+		kv_warn("the report of %s could not be written (see the error above)", dir);
 	print_verdict(&res, dir);
 	{
 		enum kvb_verdict v = kvb_suite_verdict(&res);
