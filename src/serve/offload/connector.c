@@ -330,6 +330,13 @@ static int c_load(struct kv_connector *kc, const struct kv_namespace *ns,
 			zero_rows(view, pos + cs - 1, pos + cs);
 		if (fire(c, KVO_F_BITFLIP))
 			bitflip(c, view, pos, cs);
+		/* a chunk served under a faulty key counts for each key fault */
+		if (F->on[KVO_F_TRUNCATE_KEY])
+			kvo_fault_count(F, KVO_F_TRUNCATE_KEY);
+		if (F->on[KVO_F_DROP_KEY])
+			kvo_fault_count(F, KVO_F_DROP_KEY);
+		if (F->on[KVO_F_STALE])
+			kvo_fault_count(F, KVO_F_STALE);
 		add(&c->t[tier].hit_tokens, (uint64_t)cs);
 		add(&c->t[tier].loaded_bytes, f.len);
 		/* promote a lower-tier hit into the CPU tier (same encoding only:

@@ -71,7 +71,8 @@ int kvo_faults_add(struct kvo_faults *f, const char *spec, char **err)
 				 kvo_fault_types[id].name);
 		return -1;
 	}
-	f->prob[id] = 1.0;
+	double prob = 1.0;
+	int64_t val = f->arg[id];
 	switch (kvo_fault_types[id].arg) {
 	case KVO_FA_PROB: {
 		double p = 1.0;
@@ -80,28 +81,28 @@ int kvo_faults_add(struct kvo_faults *f, const char *spec, char **err)
 					 kvo_fault_types[id].name, arg);
 			return -1;
 		}
-		f->prob[id] = p;
+		prob = p;
 		break;
 	}
 	case KVO_FA_MS:
-		f->arg[id] = 100;
-		if (arg && kv_parse_i64(arg, 1, 60000, &f->arg[id]) < 0) {
+		val = 100;
+		if (arg && kv_parse_i64(arg, 1, 60000, &val) < 0) {
 			*err = xasprintf("--kv-fault: %s: expected milliseconds in 1..60000, got '%s'",
 					 kvo_fault_types[id].name, arg);
 			return -1;
 		}
 		break;
 	case KVO_FA_BITS:
-		f->arg[id] = 16;
-		if (arg && kv_parse_i64(arg, 1, 255, &f->arg[id]) < 0) {
+		val = 16;
+		if (arg && kv_parse_i64(arg, 1, 255, &val) < 0) {
 			*err = xasprintf("--kv-fault: %s: expected bits in 1..255, got '%s'",
 					 kvo_fault_types[id].name, arg);
 			return -1;
 		}
 		break;
 	case KVO_FA_INT:
-		f->arg[id] = 1;
-		if (arg && (kv_parse_i64(arg, -64, 64, &f->arg[id]) < 0 || !f->arg[id])) {
+		val = 1;
+		if (arg && (kv_parse_i64(arg, -64, 64, &val) < 0 || !val)) {
 			*err = xasprintf("--kv-fault: %s: expected a non-zero shift in -64..64, got '%s'",
 					 kvo_fault_types[id].name, arg);
 			return -1;
@@ -117,10 +118,12 @@ int kvo_faults_add(struct kvo_faults *f, const char *spec, char **err)
 					 arg ? arg : "");
 			return -1;
 		}
-		f->arg[id] |= m; /* drop-key may be repeated: the dims add up */
+		val = (f->on[id] ? f->arg[id] : 0) | m; /* drop-key may be repeated: the dims add up */
 		break;
 	}
 	}
+	f->prob[id] = prob;
+	f->arg[id] = val;
 	f->on[id] = true;
 	return 0;
 }
