@@ -3,6 +3,9 @@
 #define OFFLOAD_FAKE_H
 
 #include "common/util.h"
+
+#include <math.h>
+#include <unistd.h>
 #include "kv_connector.h"
 
 struct fake_kv {

@@ -111,7 +111,8 @@ struct kvo_disk *kvo_disk_open(const char *dir, uint64_t budget, char **err)
 		free(p);
 	}
 	closedir(dh);
-	qsort(ents, n, sizeof(*ents), by_mtime);
+	if (n)
+		qsort(ents, n, sizeof(*ents), by_mtime);
 	/* oldest first, so the newest end up most recently used; files over
 	 * the budget are evicted (deleted) here */
 	for (size_t i = 0; i < n; i++)
