@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Offload figures for docs/PERFORMANCE.md: load bandwidth of each tier
+# (CPU per encoding, disk, remote on loopback) against memcpy of the same
+# bytes on this machine, and, when build/kvserve exists with the connector,
+# TTFT of a 4,096-token prompt served cold and from each tier.
+# Usage: bench/run-offload.sh [BUILD_DIR]   (default build/)
+set -eu
+cd "$(dirname "$0")/.."
+B=${1:-build}
+[ -x "$B/tests/offload_bench" ] || { echo "run-offload: build first (scripts/build.sh $B)" >&2; exit 2; }
+echo "## Offload load bandwidth ($(uname -m), $(nproc) cores, $(date -u +%Y-%m-%d))"
+echo
+echo "8 layers x kv_dim 256, 4,096 tokens loaded (chunks of 256), best of 5."
+echo
+"$B/tests/offload_bench" --layers 8 --kv-dim 256 --tokens 4097 --chunk 256 --reps 5
