@@ -140,8 +140,24 @@ static void test_roundtrip(void **state)
 		assert_int_equal(h.ntok, 16);
 		assert_int_equal(h.encoding, e);
 		assert_memory_equal(h.key.b, key.b, 32);
+		if (e == KVO_ENC_FP16) { /* vector path == scalar conversion, both ways */
+			const uint8_t *pl = kvo_blob_payload(b, &h);
+			for (int d = 0; d < 24; d++) {
+				uint16_t want = kvo_f32_to_f16(fake_k_row(&src, 0, 8)[d]), got;
+				memcpy(&got, pl + 2 * d, 2);
+				assert_int_equal(got, want);
+			}
+		}
 		fake_zero(&dst);
 		kvo_blob_decode(b, &h, &dst.view, 8, NULL);
+		if (e == KVO_ENC_FP16) {
+			const uint8_t *pl = kvo_blob_payload(b, &h);
+			for (int d = 0; d < 24; d++) {
+				uint16_t hv;
+				memcpy(&hv, pl + 2 * d, 2);
+				assert_true(fake_k_row(&dst, 0, 8)[d] == kvo_f16_to_f32(hv));
+			}
+		}
 		if (e == KVO_ENC_FP32) {
 			assert_true(fake_equal(&src, &dst, 24) == false); /* rows 0..7 not loaded */
 			for (int l = 0; l < 3; l++)

@@ -4,6 +4,10 @@
 
 #include <math.h>
 #include <openssl/evp.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define KVO_X86 1
+#endif
 
 #include "common/banned.h"
 
@@ -294,18 +298,59 @@ float kvo_bf16_to_f32(uint16_t h)
 
 /* ---- rows ---- */
 
+#ifdef KVO_X86
+/* F16C conversions, 8 values at a time; same rounding (nearest even) as the
+ * scalar code. Chosen at run time. */
+static int f16c_state; /* 0 unknown, 1 yes, -1 no */
+
+static bool have_f16c(void)
+{
+	int s = __atomic_load_n(&f16c_state, __ATOMIC_RELAXED);
+	if (!s) {
+		s = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx") ? 1 : -1;
+		__atomic_store_n(&f16c_state, s, __ATOMIC_RELAXED);
+	}
+	return s > 0;
+}
+
+__attribute__((target("avx,f16c")))
+static int f16_dec_hw(const uint8_t *in, int n, float *y)
+{
+	int i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(in + 2 * i))));
+	return i;
+}
+
+__attribute__((target("avx,f16c")))
+static int f16_enc_hw(const float *x, int n, uint8_t *out)
+{
+	int i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm_storeu_si128((__m128i *)(out + 2 * i),
+				 _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+	return i;
+}
+#endif
+
 static void enc_row(enum kvo_enc e, const float *x, int n, uint8_t *out)
 {
 	switch (e) {
 	case KVO_ENC_FP32:
 		memcpy(out, x, (size_t)n * 4); /* little-endian hosts only (x86, arm) */
 		break;
-	case KVO_ENC_FP16:
-		for (int i = 0; i < n; i++) {
+	case KVO_ENC_FP16: {
+		int i0 = 0;
+#ifdef KVO_X86
+		if (have_f16c())
+			i0 = f16_enc_hw(x, n, out);
+#endif
+		for (int i = i0; i < n; i++) {
 			uint16_t h = kvo_f32_to_f16(x[i]);
 			memcpy(out + 2 * i, &h, 2);
 		}
 		break;
+	}
 	case KVO_ENC_BF16:
 		for (int i = 0; i < n; i++) {
 			uint16_t h = kvo_f32_to_bf16(x[i]);
@@ -335,13 +380,19 @@ static void dec_row(enum kvo_enc e, const uint8_t *in, int n, float *y, bool los
 	case KVO_ENC_FP32:
 		memcpy(y, in, (size_t)n * 4);
 		break;
-	case KVO_ENC_FP16:
-		for (int i = 0; i < n; i++) {
+	case KVO_ENC_FP16: {
+		int i0 = 0;
+#ifdef KVO_X86
+		if (have_f16c())
+			i0 = f16_dec_hw(in, n, y);
+#endif
+		for (int i = i0; i < n; i++) {
 			uint16_t h;
 			memcpy(&h, in + 2 * i, 2);
 			y[i] = kvo_f16_to_f32(h);
 		}
 		break;
+	}
 	case KVO_ENC_BF16:
 		for (int i = 0; i < n; i++) {
 			uint16_t h;
