@@ -5,6 +5,7 @@
 #include <math.h>
 #include <openssl/evp.h>
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #define KVO_X86 1
 #endif
@@ -307,7 +308,16 @@ static bool have_f16c(void)
 {
 	int s = __atomic_load_n(&f16c_state, __ATOMIC_RELAXED);
 	if (!s) {
-		s = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx") ? 1 : -1;
+		unsigned a, b, c = 0, d;
+		s = -1;
+		/* F16C (ecx 29), AVX (ecx 28), OSXSAVE (ecx 27) and the OS saving
+		 * the YMM state (XCR0 bits 1, 2) */
+		if (__get_cpuid(1, &a, &b, &c, &d) && (c >> 27 & 7) == 7) {
+			unsigned lo, hi;
+			__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+			if ((lo & 6) == 6)
+				s = 1;
+		}
 		__atomic_store_n(&f16c_state, s, __ATOMIC_RELAXED);
 	}
 	return s > 0;
