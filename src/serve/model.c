@@ -1,0 +1,581 @@
+#include "common/util.h"
+
+#include <assert.h>
+#include <math.h>
+#include <cblas.h>
+#include <openssl/evp.h>
+
+#include "model.h"
+#include "pool.h"
+#include "tokenizer.h"
+#include "common/banned.h"
+
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v8u __attribute__((vector_size(32), aligned(4)));
+#define ld8(p) (*(const v8u *)(p))
+#define st8(p, v) (*(v8u *)(p) = (v))
+
+/* ---- weights ---- */
+
+static uint64_t splitmix64(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+struct xoshiro {
+	uint64_t s[4];
+};
+
+static inline uint64_t rotl(uint64_t x, int k)
+{
+	return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t xo_next(struct xoshiro *x)
+{
+	uint64_t *s = x->s;
+	uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+	s[2] ^= s[0];
+	s[3] ^= s[1];
+	s[1] ^= s[2];
+	s[0] ^= s[3];
+	s[2] ^= t;
+	s[3] = rotl(s[3], 45);
+	return r;
+}
+
+static void xo_seed(struct xoshiro *x, uint64_t seed, uint64_t stream)
+{
+	uint64_t sm = seed ^ (stream * 0xd1342543de82ef95ull);
+	for (int i = 0; i < 4; i++)
+		x->s[i] = splitmix64(&sm);
+}
+
+/* Uniform in [-1, 1) times scale, by exact float operations. */
+static void fill_uniform(float *dst, size_t n, uint64_t seed, uint64_t stream, float scale)
+{
+	struct xoshiro x;
+	xo_seed(&x, seed, stream);
+	for (size_t i = 0; i < n; i++) {
+		float u = (float)(xo_next(&x) >> 40) * 0x1p-24f; /* [0,1), exact */
+		dst[i] = (u * 2.0f - 1.0f) * scale;
+	}
+}
+
+static void mat_init(struct model_mat *w, int k, int n, uint64_t seed, uint64_t stream,
+		     float scale, bool keep_raw)
+{
+	float *raw = xmalloc((size_t)k * (size_t)n * sizeof(float));
+	fill_uniform(raw, (size_t)k * (size_t)n, seed, stream, scale);
+	w->k = k;
+	w->n = n;
+	w->np = (n + 15) / 16;
+	size_t psz = (size_t)w->np * (size_t)k * 16 * sizeof(float);
+	w->panels = aligned_alloc(64, psz);
+	if (!w->panels)
+		kv_die(3, "model: out of memory (%zu bytes)", psz);
+	memset(w->panels, 0, psz);
+	for (int kk = 0; kk < k; kk++)
+		for (int j = 0; j < n; j++)
+			w->panels[((size_t)(j / 16) * (size_t)k + (size_t)kk) * 16 + (size_t)(j % 16)] =
+				raw[(size_t)kk * (size_t)n + (size_t)j];
+	if (keep_raw) {
+		w->raw = raw;
+	} else {
+		w->raw = NULL;
+		free(raw);
+	}
+}
+
+static void mat_release(struct model_mat *w)
+{
+	free(w->panels);
+	free(w->raw);
+	memset(w, 0, sizeof(*w));
+}
+
+/* ---- specs ---- */
+
+int model_config_parse(const char *spec, struct model_config *cfg, char *err, size_t errlen)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->dim = 128;
+	cfg->n_layers = 4;
+	cfg->n_heads = 4;
+	cfg->n_kv_heads = 2;
+	cfg->ffn = 384;
+	cfg->seed = 1;
+	cfg->rope_theta = 10000.0f;
+	cfg->perturb_scale = 1.0f;
+	cfg->perturb_layer = -1;
+	cfg->vocab = TOK_VOCAB;
+	if (!strcmp(spec, "kv-tiny")) {
+		/* defaults */
+	} else if (!strcmp(spec, "kv-small")) {
+		cfg->dim = 512;
+		cfg->n_layers = 8;
+		cfg->n_heads = 8;
+		cfg->n_kv_heads = 4;
+		cfg->ffn = 1536;
+		cfg->seed = 2;
+	} else if (!strncmp(spec, "random:", 7)) {
+		const char *p = spec + 7;
+		while (*p) {
+			const char *eq = strchr(p, '=');
+			const char *end = strchr(p, ',');
+			if (!end)
+				end = p + strlen(p);
+			if (!eq || eq > end) {
+				snprintf(err, errlen, "model spec '%s': expected key=value at '%s'", spec, p);
+				return -1;
+			}
+			char key[32], val[32];
+			size_t kl = (size_t)(eq - p), vl = (size_t)(end - eq - 1);
+			if (kl >= sizeof(key) || vl >= sizeof(val)) {
+				snprintf(err, errlen, "model spec '%s': field too long", spec);
+				return -1;
+			}
+			memcpy(key, p, kl);
+			key[kl] = 0;
+			memcpy(val, eq + 1, vl);
+			val[vl] = 0;
+			int64_t v;
+			if (kv_parse_i64(val, 0, INT64_MAX, &v) < 0) {
+				snprintf(err, errlen, "model spec '%s': %s: expected a non-negative integer, got '%s'",
+					 spec, key, val);
+				return -1;
+			}
+			if (!strcmp(key, "seed")) {
+				cfg->seed = (uint64_t)v;
+			} else {
+				int *dst = !strcmp(key, "dim") ? &cfg->dim :
+					   !strcmp(key, "layers") ? &cfg->n_layers :
+					   !strcmp(key, "heads") ? &cfg->n_heads :
+					   !strcmp(key, "kv_heads") ? &cfg->n_kv_heads :
+					   !strcmp(key, "ffn") ? &cfg->ffn : NULL;
+				if (!dst) {
+					snprintf(err, errlen, "model spec '%s': unknown key '%s' (dim, layers, heads, kv_heads, ffn, seed)",
+						 spec, key);
+					return -1;
+				}
+				if (v < 1 || v > 65536) {
+					snprintf(err, errlen, "model spec '%s': %s must be in 1..65536", spec, key);
+					return -1;
+				}
+				*dst = (int)v;
+			}
+			p = *end ? end + 1 : end;
+		}
+	} else {
+		snprintf(err, errlen, "unknown model '%s' (kv-tiny, kv-small, random:dim=..,layers=..,heads=..,kv_heads=..,ffn=..,seed=..)",
+			 spec);
+		return -1;
+	}
+	if (cfg->dim % cfg->n_heads || cfg->n_heads % cfg->n_kv_heads ||
+	    (cfg->dim / cfg->n_heads) % 8) {
+		snprintf(err, errlen, "model spec '%s': need dim %% heads == 0, heads %% kv_heads == 0 and head_dim %% 8 == 0",
+			 spec);
+		return -1;
+	}
+	cfg->head_dim = cfg->dim / cfg->n_heads;
+	snprintf(cfg->name, sizeof(cfg->name), "%s", spec);
+	return 0;
+}
+
+/* ---- matmul ---- */
+
+struct mm_job {
+	const struct model_mat *w;
+	const float *x;
+	float *y;
+	int M, ngroups;
+};
+
+#define MM_ROWS 64   /* rows per task */
+#define MM_PANELS 4  /* 16-column panels per task */
+
+/*
+ * Each y element is sum over k of x[k]*W[k][n] in order k = 0..K-1,
+ * multiply then add, whichever path (4-row tile or single row) computes it.
+ */
+__attribute__((target_clones("avx2", "default")))
+static void mm_task(void *ctx, int task, int tid)
+{
+	const struct mm_job *j = ctx;
+	const struct model_mat *w = j->w;
+	int K = w->k, N = w->n;
+	int r0 = (task / j->ngroups) * MM_ROWS, p0 = (task % j->ngroups) * MM_PANELS;
+	int r1 = KV_MIN(r0 + MM_ROWS, j->M), p1 = KV_MIN(p0 + MM_PANELS, w->np);
+
+	for (int p = p0; p < p1; p++) {
+		const float *pan = w->panels + (size_t)p * (size_t)K * 16;
+		int ncol = KV_MIN(16, N - p * 16);
+		int r = r0;
+		for (; r + 4 <= r1; r += 4) {
+			const float *x0 = j->x + (size_t)r * (size_t)K;
+			const float *x1 = x0 + K, *x2 = x1 + K, *x3 = x2 + K;
+			v8 c00 = { 0 }, c01 = { 0 }, c10 = { 0 }, c11 = { 0 };
+			v8 c20 = { 0 }, c21 = { 0 }, c30 = { 0 }, c31 = { 0 };
+			for (int k = 0; k < K; k++) {
+				v8 b0 = ld8(pan + (size_t)k * 16), b1 = ld8(pan + (size_t)k * 16 + 8);
+				c00 += b0 * x0[k];
+				c01 += b1 * x0[k];
+				c10 += b0 * x1[k];
+				c11 += b1 * x1[k];
+				c20 += b0 * x2[k];
+				c21 += b1 * x2[k];
+				c30 += b0 * x3[k];
+				c31 += b1 * x3[k];
+			}
+			float t[4][16];
+			st8(t[0], c00);
+			st8(t[0] + 8, c01);
+			st8(t[1], c10);
+			st8(t[1] + 8, c11);
+			st8(t[2], c20);
+			st8(t[2] + 8, c21);
+			st8(t[3], c30);
+			st8(t[3] + 8, c31);
+			for (int i = 0; i < 4; i++)
+				memcpy(j->y + (size_t)(r + i) * (size_t)N + (size_t)p * 16, t[i],
+				       (size_t)ncol * sizeof(float));
+		}
+		for (; r < r1; r++) {
+			const float *x0 = j->x + (size_t)r * (size_t)K;
+			v8 c00 = { 0 }, c01 = { 0 };
+			for (int k = 0; k < K; k++) {
+				v8 b0 = ld8(pan + (size_t)k * 16), b1 = ld8(pan + (size_t)k * 16 + 8);
+				c00 += b0 * x0[k];
+				c01 += b1 * x0[k];
+			}
+			float t[16];
+			st8(t, c00);
+			st8(t + 8, c01);
+			memcpy(j->y + (size_t)r * (size_t)N + (size_t)p * 16, t, (size_t)ncol * sizeof(float));
+		}
+	}
+}
+
+void model_matmul(struct model *m, const struct model_mat *w, const float *x, int M, float *y)
+{
+	if (M <= 0)
+		return;
+	if (m->mm == MODEL_MM_BLAS && w->raw) {
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, w->n, w->k, 1.0f, x, w->k,
+			    w->raw, w->n, 0.0f, y, w->n);
+		return;
+	}
+	struct mm_job j = { w, x, y, M, (w->np + MM_PANELS - 1) / MM_PANELS };
+	int nt = ((M + MM_ROWS - 1) / MM_ROWS) * j.ngroups;
+	pool_run(m->pool, nt, mm_task, &j);
+}
+
+/* ---- init ---- */
+
+void model_init(struct model *m, const struct model_config *cfg, int threads,
+		enum model_mm mm, int max_pos)
+{
+	memset(m, 0, sizeof(*m));
+	m->cfg = *cfg;
+	m->mm = mm;
+	m->max_pos = max_pos;
+	m->kv_dim = cfg->n_kv_heads * cfg->head_dim;
+	m->pool = pool_create(threads);
+	openblas_set_num_threads(threads);
+
+	int D = cfg->dim, F = cfg->ffn, KV = m->kv_dim, V = cfg->vocab;
+	uint64_t s = cfg->seed, st = 1;
+	bool raw = mm == MODEL_MM_BLAS;
+	float sd = sqrtf(3.0f / (float)D), sf = sqrtf(3.0f / (float)F);
+
+	m->tok_emb = xmalloc((size_t)V * (size_t)D * sizeof(float));
+	fill_uniform(m->tok_emb, (size_t)V * (size_t)D, s, st++, 1.0f);
+	m->layers = xcalloc((size_t)cfg->n_layers, sizeof(*m->layers));
+	for (int l = 0; l < cfg->n_layers; l++) {
+		struct model_layer *L = &m->layers[l];
+		L->attn_norm = xmalloc((size_t)D * sizeof(float));
+		L->ffn_norm = xmalloc((size_t)D * sizeof(float));
+		for (int i = 0; i < D; i++)
+			L->attn_norm[i] = L->ffn_norm[i] = 1.0f;
+		mat_init(&L->wq, D, D, s, st++, sd, raw);
+		mat_init(&L->wk, D, KV, s, st++, sd, raw);
+		mat_init(&L->wv, D, KV, s, st++, sd, raw);
+		float so = sd * (l == cfg->perturb_layer ? cfg->perturb_scale : 1.0f);
+		mat_init(&L->wo, D, D, s, st++, so, raw);
+		mat_init(&L->w1, D, F, s, st++, sd, raw);
+		mat_init(&L->w3, D, F, s, st++, sd, raw);
+		mat_init(&L->w2, F, D, s, st++, sf, raw);
+	}
+	m->final_norm = xmalloc((size_t)D * sizeof(float));
+	for (int i = 0; i < D; i++)
+		m->final_norm[i] = 1.0f;
+	/* logits with a standard deviation of about 3: peaked, not one-hot */
+	mat_init(&m->lm_head, D, V, s, st++, sd * 3.0f, raw);
+	/* a fixed output bias so that text looks like text: printable ASCII
+	 * favoured, EOS rarer (random weights otherwise spread over all bytes) */
+	m->lm_bias = xcalloc((size_t)V, sizeof(float));
+	for (int i = 0; i < V; i++)
+		m->lm_bias[i] = (i >= 'a' && i <= 'z') || i == ' ' ? 6.0f :
+				(i >= 32 && i < 127) || i == '\n' ? 4.0f :
+				i == TOK_EOS ? 1.0f : 0.0f;
+
+	int half = cfg->head_dim / 2;
+	m->rope = xmalloc((size_t)max_pos * (size_t)half * 2 * sizeof(float));
+	for (int p = 0; p < max_pos; p++)
+		for (int i = 0; i < half; i++) {
+			double f = pow((double)cfg->rope_theta, -2.0 * i / cfg->head_dim);
+			double a = p * f;
+			m->rope[((size_t)p * (size_t)half + (size_t)i) * 2] = (float)cos(a);
+			m->rope[((size_t)p * (size_t)half + (size_t)i) * 2 + 1] = (float)sin(a);
+		}
+	int g = cfg->n_heads / cfg->n_kv_heads;
+	m->scores = xmalloc((size_t)threads * (size_t)g * (size_t)max_pos * sizeof(float));
+
+	char canon[256];
+	int n = snprintf(canon, sizeof(canon),
+			 "kvserve-model-v1|dim=%d|layers=%d|heads=%d|kv_heads=%d|ffn=%d|vocab=%d|seed=%llu|rope=%g|dtype=fp32",
+			 D, cfg->n_layers, cfg->n_heads, cfg->n_kv_heads, F, V,
+			 (unsigned long long)cfg->seed, (double)cfg->rope_theta);
+	unsigned int olen = 32;
+	EVP_Digest(canon, (size_t)n, m->id, &olen, EVP_sha256(), NULL);
+	if (cfg->perturb_layer >= 0 && cfg->perturb_scale != 1.0f) {
+		uint64_t sm = (uint64_t)cfg->perturb_layer * 1000003u;
+		float ps = cfg->perturb_scale;
+		uint32_t bits;
+		memcpy(&bits, &ps, 4);
+		sm ^= (uint64_t)bits << 20;
+		m->revision = splitmix64(&sm) | 1;
+	}
+}
+
+void model_release(struct model *m)
+{
+	if (!m->layers && !m->pool)
+		return;
+	for (int l = 0; l < m->cfg.n_layers; l++) {
+		struct model_layer *L = &m->layers[l];
+		free(L->attn_norm);
+		free(L->ffn_norm);
+		mat_release(&L->wq);
+		mat_release(&L->wk);
+		mat_release(&L->wv);
+		mat_release(&L->wo);
+		mat_release(&L->w1);
+		mat_release(&L->w3);
+		mat_release(&L->w2);
+	}
+	free(m->layers);
+	mat_release(&m->lm_head);
+	free(m->tok_emb);
+	free(m->final_norm);
+	free(m->lm_bias);
+	free(m->rope);
+	free(m->scores);
+	free(m->x);
+	free(m->xn);
+	free(m->q);
+	free(m->k);
+	free(m->v);
+	free(m->att);
+	free(m->h1);
+	free(m->h3);
+	free(m->lx);
+	free(m->lg);
+	pool_free(m->pool);
+	memset(m, 0, sizeof(*m));
+}
+
+static void grow_scratch(struct model *m, int rows)
+{
+	if (rows <= m->scratch_rows)
+		return;
+	size_t r = (size_t)rows, D = (size_t)m->cfg.dim, KV = (size_t)m->kv_dim;
+	size_t F = (size_t)m->cfg.ffn, V = (size_t)m->cfg.vocab;
+	m->x = xrealloc(m->x, r * D * sizeof(float));
+	m->xn = xrealloc(m->xn, r * D * sizeof(float));
+	m->q = xrealloc(m->q, r * D * sizeof(float));
+	m->k = xrealloc(m->k, r * KV * sizeof(float));
+	m->v = xrealloc(m->v, r * KV * sizeof(float));
+	m->att = xrealloc(m->att, r * D * sizeof(float));
+	m->h1 = xrealloc(m->h1, r * F * sizeof(float));
+	m->h3 = xrealloc(m->h3, r * F * sizeof(float));
+	m->lx = xrealloc(m->lx, r * D * sizeof(float));
+	m->lg = xrealloc(m->lg, r * V * sizeof(float));
+	m->scratch_rows = rows;
+}
+
+/* ---- layers ---- */
+
+static void rmsnorm(float *out, const float *x, const float *w, int n)
+{
+	float ss = 0.0f;
+	for (int i = 0; i < n; i++)
+		ss += x[i] * x[i];
+	float s = 1.0f / sqrtf(ss / (float)n + 1e-5f);
+	for (int i = 0; i < n; i++)
+		out[i] = x[i] * s * w[i];
+}
+
+static void rope(const struct model *m, float *x, int nheads, int pos)
+{
+	int hd = m->cfg.head_dim, half = hd / 2;
+	const float *cs = m->rope + (size_t)pos * (size_t)half * 2;
+	for (int h = 0; h < nheads; h++) {
+		float *v = x + (size_t)h * (size_t)hd;
+		for (int i = 0; i < half; i++) {
+			float c = cs[2 * i], s = cs[2 * i + 1];
+			float a = v[2 * i], b = v[2 * i + 1];
+			v[2 * i] = a * c - b * s;
+			v[2 * i + 1] = a * s + b * c;
+		}
+	}
+}
+
+struct att_job {
+	struct model *m;
+	const struct model_kv *kv;
+	const struct model_row *rows;
+	int layer;
+};
+
+/* Fixed-order dot product of two head vectors (n % 8 == 0). */
+static inline __attribute__((always_inline)) float dot_hd(const float *a, const float *b, int n)
+{
+	v8 acc = ld8(a) * ld8(b);
+	for (int i = 8; i < n; i += 8)
+		acc += ld8(a + i) * ld8(b + i);
+	return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
+/* One task: one row, one kv head and the query heads that share it. */
+__attribute__((target_clones("avx2", "default")))
+static void att_task(void *ctx, int task, int tid)
+{
+	const struct att_job *j = ctx;
+	struct model *m = j->m;
+	const struct model_config *c = &m->cfg;
+	int nkv = c->n_kv_heads, hd = c->head_dim, g = c->n_heads / nkv;
+	const struct model_row *r = &j->rows[task / nkv];
+	int kh = task % nkv, n = r->pos + 1, bs = j->kv->block_size;
+	float *sc = m->scores + (size_t)tid * (size_t)g * (size_t)m->max_pos;
+	const float *q = m->q + (size_t)(task / nkv) * (size_t)c->dim + (size_t)kh * (size_t)g * (size_t)hd;
+	float *out = m->att + (size_t)(task / nkv) * (size_t)c->dim + (size_t)kh * (size_t)g * (size_t)hd;
+	float scale = 1.0f / sqrtf((float)hd);
+
+	for (int b = 0; b * bs < n; b++) {
+		int blk = r->blocks[b], ns = KV_MIN(bs, n - b * bs);
+		const float *kr = model_kv_k(j->kv, m->kv_dim, blk, j->layer, 0) + (size_t)kh * (size_t)hd;
+		for (int s = 0; s < ns; s++)
+			for (int h = 0; h < g; h++)
+				sc[(size_t)h * (size_t)m->max_pos + (size_t)(b * bs + s)] =
+					dot_hd(q + (size_t)h * (size_t)hd, kr + (size_t)s * (size_t)m->kv_dim, hd) * scale;
+	}
+	for (int h = 0; h < g; h++) {
+		float *s = sc + (size_t)h * (size_t)m->max_pos;
+		float mx = s[0];
+		for (int i = 1; i < n; i++)
+			mx = s[i] > mx ? s[i] : mx;
+		float sum = 0.0f;
+		for (int i = 0; i < n; i++) {
+			s[i] = expf(s[i] - mx);
+			sum += s[i];
+		}
+		float inv = 1.0f / sum;
+		for (int i = 0; i < n; i++)
+			s[i] *= inv;
+	}
+	for (int h = 0; h < g; h++) {
+		const float *p = sc + (size_t)h * (size_t)m->max_pos;
+		float *o = out + (size_t)h * (size_t)hd;
+		for (int d = 0; d < hd; d += 8) {
+			v8 acc = { 0 };
+			for (int b = 0; b * bs < n; b++) {
+				int blk = r->blocks[b], ns = KV_MIN(bs, n - b * bs);
+				const float *vr = model_kv_v(j->kv, m->kv_dim, blk, j->layer, 0) +
+						  (size_t)kh * (size_t)hd + (size_t)d;
+				for (int s = 0; s < ns; s++)
+					acc += ld8(vr + (size_t)s * (size_t)m->kv_dim) * p[b * bs + s];
+			}
+			st8(o + d, acc);
+		}
+	}
+}
+
+static float silu(float x)
+{
+	return x / (1.0f + expf(-x));
+}
+
+void model_forward(struct model *m, const struct model_kv *kv, struct model_row *rows, int nrows)
+{
+	const struct model_config *c = &m->cfg;
+	int D = c->dim, KV = m->kv_dim, F = c->ffn;
+
+	if (nrows <= 0)
+		return;
+	grow_scratch(m, nrows);
+	for (int i = 0; i < nrows; i++) {
+		assert(rows[i].tok >= 0 && rows[i].tok < c->vocab && rows[i].pos < m->max_pos);
+		memcpy(m->x + (size_t)i * (size_t)D, m->tok_emb + (size_t)rows[i].tok * (size_t)D,
+		       (size_t)D * sizeof(float));
+	}
+	for (int l = 0; l < c->n_layers; l++) {
+		struct model_layer *L = &m->layers[l];
+		for (int i = 0; i < nrows; i++)
+			rmsnorm(m->xn + (size_t)i * (size_t)D, m->x + (size_t)i * (size_t)D, L->attn_norm, D);
+		model_matmul(m, &L->wq, m->xn, nrows, m->q);
+		model_matmul(m, &L->wk, m->xn, nrows, m->k);
+		model_matmul(m, &L->wv, m->xn, nrows, m->v);
+		for (int i = 0; i < nrows; i++) {
+			const struct model_row *r = &rows[i];
+			rope(m, m->q + (size_t)i * (size_t)D, c->n_heads, r->pos);
+			rope(m, m->k + (size_t)i * (size_t)KV, c->n_kv_heads, r->pos);
+			if (!r->write_kv)
+				continue;
+			int blk = r->blocks[r->pos / kv->block_size], slot = r->pos % kv->block_size;
+			memcpy(model_kv_k(kv, KV, blk, l, slot), m->k + (size_t)i * (size_t)KV,
+			       (size_t)KV * sizeof(float));
+			memcpy(model_kv_v(kv, KV, blk, l, slot), m->v + (size_t)i * (size_t)KV,
+			       (size_t)KV * sizeof(float));
+		}
+		struct att_job aj = { m, kv, rows, l };
+		pool_run(m->pool, nrows * c->n_kv_heads, att_task, &aj);
+		model_matmul(m, &L->wo, m->att, nrows, m->xn);
+		for (size_t i = 0; i < (size_t)nrows * (size_t)D; i++)
+			m->x[i] += m->xn[i];
+		for (int i = 0; i < nrows; i++)
+			rmsnorm(m->xn + (size_t)i * (size_t)D, m->x + (size_t)i * (size_t)D, L->ffn_norm, D);
+		model_matmul(m, &L->w1, m->xn, nrows, m->h1);
+		model_matmul(m, &L->w3, m->xn, nrows, m->h3);
+		for (size_t i = 0; i < (size_t)nrows * (size_t)F; i++)
+			m->h1[i] = silu(m->h1[i]) * m->h3[i];
+		model_matmul(m, &L->w2, m->h1, nrows, m->xn);
+		for (size_t i = 0; i < (size_t)nrows * (size_t)D; i++)
+			m->x[i] += m->xn[i];
+	}
+	int nl = 0;
+	for (int i = 0; i < nrows; i++)
+		if (rows[i].logits)
+			rmsnorm(m->lx + (size_t)nl++ * (size_t)D, m->x + (size_t)i * (size_t)D, m->final_norm, D);
+	if (!nl)
+		return;
+	model_matmul(m, &m->lm_head, m->lx, nl, m->lg);
+	for (size_t i = 0; i < (size_t)nl * (size_t)c->vocab; i++)
+		m->lg[i] += m->lm_bias[i % (size_t)c->vocab];
+	nl = 0;
+	for (int i = 0; i < nrows; i++)
+		if (rows[i].logits)
+			memcpy(rows[i].logits, m->lg + (size_t)nl++ * (size_t)c->vocab,
+			       (size_t)c->vocab * sizeof(float));
+}
+
+double model_flops_row(const struct model *m, int pos, bool logits)
+{
+	const struct model_config *c = &m->cfg;
+	double D = c->dim, KV = m->kv_dim, F = c->ffn;
+	double per_layer = 2 * D * (2 * D + 2 * KV) + 2 * 3 * D * F + 4.0 * (pos + 1) * D;
+	return per_layer * c->n_layers + (logits ? 2 * D * c->vocab : 0);
+}
