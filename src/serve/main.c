@@ -16,6 +16,8 @@
 #include "engine.h"
 #include "model.h"
 #include "server.h"
+#include "offload/offload.h"
+#include "offload/remote.h"
 #include "common/opt.h"
 #include "common/banned.h"
 
@@ -83,15 +85,18 @@ static const struct opt_group serve_opt_groups[] = {
 	GROUP(serve_opts_http),
 };
 
+#define KVO_OPTS_CAP 32 /* room for the KV offload group (offload.h) */
+
 static struct kv_opt *build_opts(void)
 {
-	size_t n = 1;
+	size_t n = 1 + KVO_OPTS_CAP;
 	for (size_t i = 0; i < KV_ARRAY_SIZE(serve_opt_groups); i++)
 		n += serve_opt_groups[i].n;
 	struct kv_opt *o = xcalloc(n, sizeof(*o)), *p = o;
 	for (size_t i = 0; i < KV_ARRAY_SIZE(serve_opt_groups); i++)
 		for (size_t k = 0; k < serve_opt_groups[i].n; k++)
 			*p++ = serve_opt_groups[i].opts[k];
+	p += kvo_opts_copy(p, KVO_OPTS_CAP);
 	*p = (struct kv_opt)KV_OPT_END;
 	return o;
 }
@@ -178,6 +183,15 @@ static int cmd_serve(int argc, char **argv)
 		.mm = m.mm,
 	};
 	e = engine_create(&m, &ec);
+	{
+		struct kv_connector *conn = NULL;
+		if (kvo_connector_from_flags(&conn) < 0) {
+			rc = 2;
+			goto out;
+		}
+		if (conn)
+			engine_set_connector(e, conn);
+	}
 	engine_start(e);
 	struct server_config sc = { o_host, (int)o_port, o_served_name ? o_served_name : o_model, o_max_body };
 	srv = server_start(e, &sc, err, sizeof(err));
@@ -215,6 +229,7 @@ struct cmd {
 
 static const struct cmd commands[] = {
 	{ "serve", cmd_serve, "serve the model over HTTP (the default command)" },
+	{ "cache", kvo_cmd_cache, "shared KV chunk cache for many engines (no model; docs/offload.md)" },
 };
 
 static void usage(FILE *out)
