@@ -133,10 +133,13 @@ static int c_lookup(struct kv_connector *kc, const struct kv_namespace *ns,
 				add(&c->t[T_DISK].probe_hits, 1);
 		}
 		if (!hit && c->remote) {
+			int rc = kvo_remote_exists(c->remote, &kr[i]);
 			add(&c->t[T_REMOTE].probes, 1);
-			hit = kvo_remote_exists(c->remote, &kr[i]) == 1;
+			hit = rc == 1;
 			if (hit)
 				add(&c->t[T_REMOTE].probe_hits, 1);
+			if (rc < 0)
+				add(&c->t[T_REMOTE].errors, 1);
 		}
 		if (!hit)
 			break;
@@ -380,12 +383,15 @@ static void c_store(struct kv_connector *kc, const struct kv_namespace *ns,
 		int pos = i * cs, len = KV_MIN(cs, ntok - pos);
 		bool need_cpu = c->cpu && !kvo_lru_contains(c->cpu, &k[i]);
 		bool need_disk = c->disk && !kvo_disk_contains(c->disk, &k[i]);
-		bool need_remote = c->remote && kvo_remote_exists(c->remote, &kr[i]) == 0;
+		int rex = c->remote ? kvo_remote_exists(c->remote, &kr[i]) : 1;
+		bool need_remote = rex == 0;
 		uint8_t *blob = NULL, *rblob = NULL;
 		size_t blen = 0, rlen = 0;
 		uint64_t t0;
 		bool any = false;
 
+		if (rex < 0)
+			add(&c->t[T_REMOTE].errors, 1);
 		if (!need_cpu && !need_disk && !need_remote)
 			continue;
 		t0 = kv_now_ns();
