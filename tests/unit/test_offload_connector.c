@@ -335,6 +335,57 @@ counted:
 	}
 }
 
+/* The Dig check: an object whose key matches but whose token ids do not (a
+ * collision, or a buggy writer) is refused and counted; the load stops. */
+static void test_verify_refuses(void **state)
+{
+	struct kvo_config c;
+	struct kv_connector *k;
+	struct kv_namespace ns;
+	struct fake_kv src, dst;
+	struct kvo_key seed, k0, k1;
+	char *dir = fake_tmpdir(), hex[65], *path;
+	int32_t wrong[CS];
+	uint8_t *b;
+	size_t len;
+	(void)state;
+	setup_toks();
+	fake_ns(&ns);
+	fake_init(&src, L, D, CAP);
+	fake_init(&dst, L, D, CAP);
+	fake_fill(&src, toks, CAP, 21);
+	cfg_small(&c);
+	c.local_cpu = false;
+	c.disk_dir = xstrdup(dir);
+	c.disk_bytes = 1 << 20;
+	k = mk(&c);
+	kvc_store(k, &ns, toks, 2 * CS + 1, &src.view);
+	k->ops->free(k);
+	/* replace chunk 1's file by an object with the right key and wrong tokens */
+	kvo_key_seed(&ns, KVO_ENC_FP32, CS, 0, &seed);
+	kvo_key_next(&seed, toks, CS, &k0);
+	kvo_key_next(&k0, toks + CS, CS, &k1);
+	for (int i = 0; i < CS; i++)
+		wrong[i] = toks[CS + i] + 1;
+	b = kvo_blob_encode(KVO_ENC_FP32, &k1, wrong, CS, &src.view, CS, &len);
+	kvo_key_hex(&k1, hex);
+	path = xasprintf("%s/%s.kvc", dir, hex);
+	assert_int_equal(kv_write_file_atomic(path, b, len), 0);
+	k = mk(&c);
+	assert_int_equal(kvc_lookup(k, &ns, toks, 2 * CS + 1), 2 * CS);
+	assert_int_equal(kvc_load(k, &ns, toks, 2 * CS, &dst.view), CS);
+	assert_true(fake_equal(&src, &dst, CS));
+	assert_true(metric_has(k, "kvserve:offload_verify_errors_total 1"));
+	k->ops->free(k);
+	free(path);
+	free(b);
+	kvo_config_release(&c);
+	fake_rmdir(dir);
+	free(dir);
+	fake_release(&src);
+	fake_release(&dst);
+}
+
 static void test_fault_parse(void **state)
 {
 	struct kvo_faults f;
@@ -427,6 +478,7 @@ int main(void)
 		cmocka_unit_test(test_disk_tier),
 		cmocka_unit_test(test_remote_shared),
 		cmocka_unit_test(test_faults),
+		cmocka_unit_test(test_verify_refuses),
 		cmocka_unit_test(test_fault_parse),
 		cmocka_unit_test(test_threads),
 	};

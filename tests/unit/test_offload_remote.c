@@ -42,7 +42,7 @@ static char *url_of(int port)
 
 static void test_protocol(void **state)
 {
-	struct kvo_server_opts o = { .port = 0, .max_bytes = 0, .metrics_port = 0 };
+	struct kvo_server_opts o = { .port = 0, .max_bytes = 0, .metrics_port = -1 };
 	struct kvo_server *s;
 	struct kvo_remote *r;
 	char *err = NULL, *url;
@@ -85,6 +85,28 @@ static void test_protocol(void **state)
 	assert_non_null(strstr(m.data, "kvserve:cache_objects 3"));
 	assert_non_null(strstr(m.data, "kvserve:cache_requests_total{cmd=\"put\"} 8"));
 	kv_buf_release(&m);
+	{ /* HTTP /metrics and /health on the metrics port */
+		int fd = kvo_connect("127.0.0.1", kvo_server_metrics_port(s), kv_now_ns() + 2000000000ull);
+		static const char get[] = "GET /metrics HTTP/1.0\r\n\r\n";
+		char buf[8192];
+		size_t n = 0;
+		assert_true(fd >= 0);
+		assert_int_equal(kvo_write_full(fd, get, sizeof(get) - 1, kv_now_ns() + 2000000000ull), 0);
+		for (int i = 0; i < 200 && n < sizeof(buf) - 1; i++) {
+			struct pollfd pf = { .fd = fd, .events = POLLIN };
+			ssize_t got;
+			if (poll(&pf, 1, 50) <= 0)
+				continue;
+			got = read(fd, buf + n, sizeof(buf) - 1 - n);
+			if (got <= 0)
+				break;
+			n += (size_t)got;
+		}
+		buf[n] = 0;
+		close(fd);
+		assert_non_null(strstr(buf, "200 OK"));
+		assert_non_null(strstr(buf, "kvserve:cache_objects 3"));
+	}
 	kvo_remote_free(r);
 	/* bad URLs */
 	assert_null(kvo_remote_new("lm://127.0.0.1:1", 1, 0, &err));
