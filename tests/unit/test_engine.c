@@ -14,7 +14,7 @@
 #include "engine.h"
 
 #define NP 14
-#define GEN 12
+#define GEN 8
 
 struct result {
 	int n;
@@ -152,7 +152,7 @@ static void test_batched_chunked_cached(void **state)
 	struct result res[NP];
 	(void)state;
 	make_ref();
-	int chunks[] = { 37, 5, 512 };
+	int chunks[] = { 37, 7 };
 	for (size_t c = 0; c < KV_ARRAY_SIZE(chunks); c++) {
 		struct engine *e = mk(chunks[c], 512, true, 64);
 		for (int pass = 0; pass < 2; pass++) {
@@ -395,7 +395,7 @@ static void test_threaded(void **state)
 	struct result res[NP];
 	(void)state;
 	make_ref();
-	struct engine *e = mk(40, 512, true, 64);
+	struct engine *e = mk(512, 512, true, 64);
 	engine_start(e);
 	struct engine_req *rs[NP];
 	int32_t t[256];
