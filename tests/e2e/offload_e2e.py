@@ -152,6 +152,14 @@ def mode_equiv():
         hit = e.metric("lmcache:num_hit_tokens_total")
         cpu = e.metric('kvserve:offload_hit_tokens_total{tier="cpu"}')
         check("%s: the cache path ran (%s hit tokens)" % (tag, hit), bool(hit) and hit == cpu)
+        # concurrent requests for the same chunks: 24 in flight at once
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(24) as ex:
+            futs = [(i % len(CASES), ex.submit(e.complete, CASES[i % len(CASES)]))
+                    for i in range(24)]
+            cbad = [i for i, fu in futs if not same(fu.result(), ref[i])]
+        check("%s: 24 concurrent requests over shared chunks give the same output" % tag,
+              not cbad, "prompts %s differ" % cbad)
         if not pc:
             # second round: every prompt's full chunks come from the connector
             exp = sum(((len(t) - 1) // CHUNK) * CHUNK for t in CASES)
