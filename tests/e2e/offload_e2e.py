@@ -219,7 +219,29 @@ def mode_faults():
     e.stop()
 
 
+def usage_errors():
+    """Bad offload flags and config: exit 2 with one error line naming the problem."""
+    cfg = os.path.join(TMP, "bad.yaml")
+    with open(cfg, "w") as f:
+        f.write("chunk_size: 16\nmax_local_cpu_size: 1.0\nfoo: 1\n")
+    cases = [
+        (["serve", "--port", "0", "--kv-remote-url", "lm://127.0.0.1:1"], "scheme 'lm'"),
+        (["serve", "--port", "0", "--kv-config", cfg], "bad.yaml:3: unknown key 'foo'"),
+        (["serve", "--port", "0", "--kv-fault", "bitflip:7"], "probability"),
+        (["serve", "--port", "0", "--kv-fault", "rope-shift"], "not implemented"),
+        (["cache", "--bogus"], "--bogus"),
+    ]
+    for args, want in cases:
+        p = subprocess.run([KVSERVE] + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           timeout=60, preexec_fn=_pdeathsig)
+        err = [l for l in p.stderr.decode().splitlines() if "error" in l]
+        check("kvserve %s: exit 2, one error line" % " ".join(args[:1] + args[3:]),
+              p.returncode == 2 and len(err) == 1 and want in err[0],
+              "rc=%d stderr=%r" % (p.returncode, p.stderr.decode()[-300:]))
+
+
 def mode_remote():
+    usage_errors()
     ref = baseline()
     want = ref[CASES.index(P1)]
     cache, cport = start([KVSERVE, "cache", "--port", "0", "--max-bytes", "64MiB"],
