@@ -184,6 +184,13 @@ static void test_env_and_flags(void **state)
 		assert_string_equal(c.remote_url, "kv://127.0.0.1:9");
 		assert_true(c.remote_timeout_s == 0.25);
 		kvo_config_release(&c);
+		/* remote_serde from the environment survives --kv-encoding */
+		setenv("LMCACHE_REMOTE_SERDE", "bf16", 1);
+		assert_int_equal(kvo_config_from_flags(&c, &on), 0);
+		assert_int_equal(c.encoding, KVO_ENC_INT8);
+		assert_int_equal(c.remote_enc, KVO_ENC_BF16);
+		unsetenv("LMCACHE_REMOTE_SERDE");
+		kvo_config_release(&c);
 	}
 	/* a bad flag value is an error */
 	{

@@ -189,6 +189,7 @@ int kvo_config_set(struct kvo_config *c, const char *key, const char *val, bool 
 				 where, val ? val : "null");
 			return -1;
 		}
+		c->remote_serde_set = true;
 		return 0;
 	}
 	kv_error("%s: unknown key '%s'", where, key);
@@ -475,7 +476,7 @@ int kvo_config_from_flags(struct kvo_config *c, bool *enabled)
 			return -1;
 		}
 		c->encoding = enc;
-		if (!getenv("LMCACHE_REMOTE_SERDE"))
+		if (!c->remote_serde_set)
 			c->remote_enc = enc;
 	}
 	if (fl.timeout) {

@@ -30,6 +30,7 @@ struct kvo_config {
 	char *remote_url;            /* kv://HOST:PORT, NULL = off; owned */
 	enum kvo_enc encoding;       /* CPU and disk tiers; fp32 */
 	enum kvo_enc remote_enc;     /* remote_serde; naive = fp32 */
+	bool remote_serde_set;       /* remote_serde given (file or env): --kv-encoding keeps it */
 	bool save_decode_cache;      /* false (the engine asks kvo_save_decode) */
 	bool save_unfull_chunk;      /* false */
 	int64_t min_retrieve_tokens; /* 0 */
