@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "offload_fake.h"
 #include "offload/netio.h"
+#include "offload/offload.h"
 #include "offload/remote.h"
 
 static uint8_t *make_blob(int seed, size_t *len, struct kvo_key *k)
@@ -148,7 +149,7 @@ static void test_protocol(void **state)
 /* A fake server: accepts one connection at a time and either never answers
  * (hang) or answers garbage. */
 struct fake_srv {
-	int lfd, port, mode; /* 0 hang, 1 garbage, 2 oversized length */
+	int lfd, port, mode; /* 0 hang, 1 garbage, 2 oversized length, 3 slow "found" */
 	volatile int stop;
 	pthread_t th;
 };
@@ -164,7 +165,16 @@ static void *fake_main(void *p)
 			uint8_t req[48], rsp[16];
 			if (fd < 0)
 				continue;
-			if (f->mode > 0 && kvo_read_full(fd, req, 48, kv_now_ns() + 1000000000ull) == 0) {
+			while (f->mode == 3 && !f->stop &&
+			       kvo_read_full(fd, req, 48, kv_now_ns() + 2000000000ull) == 0) {
+				usleep(150000);
+				kvo_put_u32(rsp, KVO_RSP_MAGIC);
+				kvo_put_u32(rsp + 4, KVO_ST_OK);
+				kvo_put_u64(rsp + 8, 0);
+				if (kvo_write_full(fd, rsp, 16, kv_now_ns() + 1000000000ull) < 0)
+					break;
+			}
+			if (f->mode > 0 && f->mode < 3 && kvo_read_full(fd, req, 48, kv_now_ns() + 1000000000ull) == 0) {
 				memset(rsp, 0x7e, sizeof(rsp));
 				if (f->mode == 2) {
 					kvo_put_u32(rsp, KVO_RSP_MAGIC);
@@ -241,6 +251,44 @@ static void test_bad_servers(void **state)
 	}
 }
 
+/* A cache that answers, but slowly: one connector call spends at most about
+ * one timeout on it, not one per chunk. */
+static void test_slow_server_budget(void **state)
+{
+	struct fake_srv f;
+	struct kvo_config c;
+	struct kv_connector *k;
+	struct kv_namespace ns;
+	int32_t toks[200];
+	char *err = NULL;
+	uint64_t t0, dt;
+	int n;
+	struct kv_buf m = KV_BUF_INIT(1 << 20);
+	(void)state;
+	fake_start(&f, 3);
+	kvo_config_init(&c);
+	c.chunk_size = 16;
+	c.cpu_bytes = 1 << 20;
+	c.remote_timeout_s = 0.3;
+	c.remote_url = xasprintf("kv://127.0.0.1:%d", f.port);
+	k = kvo_connector_new(&c, &err);
+	assert_non_null(k);
+	fake_ns(&ns);
+	for (int i = 0; i < 200; i++)
+		toks[i] = i;
+	t0 = kv_now_ns();
+	n = kvc_lookup(k, &ns, toks, 200); /* 12 chunks "found" at 150 ms each */
+	dt = kv_now_ns() - t0;
+	assert_true(n >= 16 && n < 12 * 16);
+	assert_true(dt < 900000000ull); /* 12 probes would take 1.8 s */
+	k->ops->metrics(k, &m);
+	assert_null(strstr(m.data, "kvserve:offload_remote_budget_skips_total 0\n"));
+	kv_buf_release(&m);
+	k->ops->free(k);
+	kvo_config_release(&c);
+	fake_stop(&f);
+}
+
 static void test_server_killed(void **state)
 {
 	int pfd[2], port = 0;
@@ -286,6 +334,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_protocol),
 		cmocka_unit_test(test_bad_servers),
+		cmocka_unit_test(test_slow_server_budget),
 		cmocka_unit_test(test_server_killed),
 	};
 	signal(SIGPIPE, SIG_IGN);

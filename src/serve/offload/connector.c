@@ -57,7 +57,7 @@ struct conn {
 	struct tier_m t[NTIER];
 	uint64_t lookup_requests, requested_tokens, lookup_hit_tokens, miss_tokens;
 	uint64_t load_requests, retrieved_tokens, stored_tokens, store_requests;
-	uint64_t verify_errors, promotions;
+	uint64_t verify_errors, promotions, remote_budget_skips;
 };
 
 static void add(uint64_t *c, uint64_t n)
@@ -92,6 +92,21 @@ static void chunk_keys(struct conn *c, const struct kv_namespace *ns, const int3
 	}
 }
 
+/*
+ * The remote tier gets at most one remote timeout per connector call in
+ * total, so a slow-but-alive cache cannot stretch a request to N timeouts
+ * (one per chunk); past the budget the call goes on without the tier.
+ */
+static bool remote_ok(struct conn *c, uint64_t t_call)
+{
+	if (!c->remote)
+		return false;
+	if (kv_now_ns() - t_call <= (uint64_t)(c->cfg.remote_timeout_s * 1e9))
+		return true;
+	add(&c->remote_budget_skips, 1);
+	return false;
+}
+
 static bool need_remote_keys(const struct conn *c)
 {
 	return c->remote && c->cfg.remote_enc != c->cfg.encoding;
@@ -103,6 +118,7 @@ static int c_lookup(struct kv_connector *kc, const struct kv_namespace *ns,
 	struct conn *c = kc->priv;
 	int cs = (int)c->cfg.chunk_size, maxc, i, n;
 	struct kvo_key *k, *kr;
+	uint64_t t_call = kv_now_ns();
 
 	add(&c->lookup_requests, 1);
 	add(&c->requested_tokens, (uint64_t)KV_MAX(ntok, 0));
@@ -132,7 +148,7 @@ static int c_lookup(struct kv_connector *kc, const struct kv_namespace *ns,
 			if (hit)
 				add(&c->t[T_DISK].probe_hits, 1);
 		}
-		if (!hit && c->remote) {
+		if (!hit && remote_ok(c, t_call)) {
 			int rc = kvo_remote_exists(c->remote, &kr[i]);
 			add(&c->t[T_REMOTE].probes, 1);
 			hit = rc == 1;
@@ -193,7 +209,7 @@ struct fetched {
 };
 
 static int fetch(struct conn *c, const struct kvo_key *k, const struct kvo_key *kr,
-		 struct fetched *f)
+		 struct fetched *f, uint64_t t_call)
 {
 	memset(f, 0, sizeof(*f));
 	if (c->cpu && (f->ent = kvo_lru_get(c->cpu, k))) {
@@ -210,7 +226,7 @@ static int fetch(struct conn *c, const struct kvo_key *k, const struct kvo_key *
 			return T_DISK;
 		}
 	}
-	if (c->remote) {
+	if (remote_ok(c, t_call)) {
 		int rc = kvo_remote_get(c->remote, kr, &f->owned, &f->len);
 		if (rc < 0)
 			add(&c->t[T_REMOTE].errors, 1);
@@ -260,6 +276,7 @@ static int c_load(struct kv_connector *kc, const struct kv_namespace *ns,
 	bool verify = c->cfg.verify_tokens && !F->on[KVO_F_WRONG_KEY] &&
 		      !F->on[KVO_F_TRUNCATE_KEY];
 	struct kvo_key *k, *kr;
+	uint64_t t_call = kv_now_ns();
 
 	add(&c->load_requests, 1);
 	if (nch <= 0)
@@ -283,7 +300,7 @@ static int c_load(struct kv_connector *kc, const struct kv_namespace *ns,
 		struct kvo_decode_mods m = { 0 };
 		struct kvo_hdr h;
 		const char *why;
-		int tier = fetch(c, &k[i], &kr[i], &f), pos = i * cs;
+		int tier = fetch(c, &k[i], &kr[i], &f, t_call), pos = i * cs;
 		bool truncated = false;
 
 		if (tier < 0)
@@ -368,6 +385,7 @@ static void c_store(struct kv_connector *kc, const struct kv_namespace *ns,
 	int cs = (int)c->cfg.chunk_size;
 	int nch = ntok / cs + (c->cfg.save_unfull_chunk && ntok % cs ? 1 : 0);
 	struct kvo_key *k, *kr;
+	uint64_t t_call = kv_now_ns();
 
 	add(&c->store_requests, 1);
 	if (nch <= 0)
@@ -383,7 +401,7 @@ static void c_store(struct kv_connector *kc, const struct kv_namespace *ns,
 		int pos = i * cs, len = KV_MIN(cs, ntok - pos);
 		bool need_cpu = c->cpu && !kvo_lru_contains(c->cpu, &k[i]);
 		bool need_disk = c->disk && !kvo_disk_contains(c->disk, &k[i]);
-		int rex = c->remote ? kvo_remote_exists(c->remote, &kr[i]) : 1;
+		int rex = remote_ok(c, t_call) ? kvo_remote_exists(c->remote, &kr[i]) : 1;
 		bool need_remote = rex == 0;
 		uint8_t *blob = NULL, *rblob = NULL;
 		size_t blen = 0, rlen = 0;
@@ -513,6 +531,9 @@ static void c_metrics(struct kv_connector *kc, struct kv_buf *o)
 		get(&c->verify_errors));
 	counter(o, "kvserve:offload_promotions_total", "Disk/remote hits copied into the CPU tier.",
 		get(&c->promotions));
+	counter(o, "kvserve:offload_remote_budget_skips_total",
+		"Remote calls skipped: the call had used its one-timeout budget.",
+		get(&c->remote_budget_skips));
 	tier_counter(o, c, "kvserve:offload_lookups_total", "Chunk probes per tier.",
 		     offsetof(struct tier_m, probes));
 	tier_counter(o, c, "kvserve:offload_lookup_hits_total", "Chunk probes that found the chunk.",
