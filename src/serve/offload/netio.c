@@ -100,11 +100,31 @@ int kvo_write_full(int fd, const void *buf, size_t n, uint64_t deadline)
 	return 0;
 }
 
+/* One non-blocking connect attempt. The fd or -1. */
+static int connect_one(const struct addrinfo *ai, uint64_t deadline)
+{
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), one = 1;
+
+	if (fd < 0)
+		return -1;
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+		int e = 0;
+		socklen_t el = sizeof(e);
+		if (errno != EINPROGRESS || wait_fd(fd, POLLOUT, deadline) < 0 ||
+		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0 || e) {
+			close(fd);
+			return -1;
+		}
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
 int kvo_connect(const char *host, int port, uint64_t deadline)
 {
-	struct addrinfo hints = { 0 }, *ai = NULL;
+	struct addrinfo hints = { 0 }, *ai = NULL, *a;
 	char portstr[16];
-	int fd = -1, one = 1;
+	int fd = -1;
 
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
@@ -112,25 +132,9 @@ int kvo_connect(const char *host, int port, uint64_t deadline)
 	snprintf(portstr, sizeof(portstr), "%d", port);
 	if (getaddrinfo(host, portstr, &hints, &ai) != 0 || !ai)
 		return -1;
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		goto fail;
-	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-		int e = 0;
-		socklen_t el = sizeof(e);
-		if (errno != EINPROGRESS)
-			goto fail;
-		if (wait_fd(fd, POLLOUT, deadline) < 0)
-			goto fail;
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0 || e)
-			goto fail;
-	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* every address in turn ("localhost" may be ::1 first and 127.0.0.1 next) */
+	for (a = ai; a && fd < 0; a = a->ai_next)
+		fd = connect_one(a, deadline);
 	freeaddrinfo(ai);
 	return fd;
-fail:
-	if (fd >= 0)
-		close(fd);
-	freeaddrinfo(ai);
-	return -1;
 }
