@@ -551,21 +551,6 @@ static float logprob_of(const float *lg, int V, int32_t t, int k, int32_t *top_t
 	return (float)((double)lg[t] - lse);
 }
 
-static int cmp_desc(const void *a, const void *b, void *ctx)
-{
-	const double *p = ctx;
-	int i = *(const int *)a, j = *(const int *)b;
-	if (p[i] != p[j])
-		return p[i] > p[j] ? -1 : 1;
-	return i - j;
-}
-
-static const double *g_sort_p;
-static int cmp_desc_g(const void *a, const void *b)
-{
-	return cmp_desc(a, b, (void *)g_sort_p);
-}
-
 static int32_t sample(struct engine_req *r, const float *lg, int V)
 {
 	bool mask_eos = r->n_out < r->sp.min_tokens;
@@ -589,8 +574,15 @@ static int32_t sample(struct engine_req *r, const float *lg, int V)
 	}
 	for (int i = 0; i < V; i++)
 		p[i] /= sum;
-	g_sort_p = p; /* engine thread only */
-	qsort(idx, (size_t)V, sizeof(int), cmp_desc_g);
+	/* insertion sort by probability, ties by id: V is small */
+	for (int i = 1; i < V; i++) {
+		int x = idx[i], k = i;
+		while (k > 0 && (p[idx[k - 1]] < p[x] || (p[idx[k - 1]] == p[x] && idx[k - 1] > x))) {
+			idx[k] = idx[k - 1];
+			k--;
+		}
+		idx[k] = x;
+	}
 	int keep = V;
 	if (r->sp.top_p < 1.0) {
 		double c = 0;

@@ -136,7 +136,7 @@ struct engine;
 struct engine *engine_create(struct model *m, const struct engine_config *cfg);
 /* Attach the offload connector (before engine_start); the engine frees it. */
 void engine_set_connector(struct engine *e, struct kv_connector *c);
-/* The namespace fields (revision, adapter) the engine puts in every key. */
+/* The engine's KV cache (fault injection sets drop_mask/key_bits before engine_start). */
 struct kvcache *engine_kvcache(struct engine *e);
 /* Starts the engine thread. */
 void engine_start(struct engine *e);

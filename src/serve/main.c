@@ -5,8 +5,11 @@
  * Extension points for other modules (src/serve/offload/):
  *  - commands[]: add `{ "cache", cmd_cache, "..." }`.
  *  - serve_opt_groups[]: add an option group (a KV_OPT_GROUP-headed array
- *    without KV_OPT_END) and a hook that runs after the engine is created,
- *    e.g. to call engine_set_connector().
+ *    without KV_OPT_END);
+ *  - serve_hooks[]: add a function that runs after the engine is created and
+ *    before it starts, e.g. to build a connector from those options and call
+ *    engine_set_connector(). Non-zero stops kvserve with exit code 2 (the
+ *    hook prints its own error line).
  */
 #include "common/util.h"
 
@@ -86,6 +89,25 @@ static const struct opt_group serve_opt_groups[] = {
 };
 
 #define KVO_OPTS_CAP 32 /* room for the KV offload group (offload.h) */
+
+/* The KV offload connector from --kv-* / --kv-config / LMCACHE_*; the engine
+ * frees it. Non-zero on a config error (printed). */
+static int offload_hook(struct engine *e, const struct model *m)
+{
+	struct kv_connector *conn = NULL;
+	(void)m;
+	if (kvo_connector_from_flags(&conn) < 0)
+		return -1;
+	if (conn)
+		engine_set_connector(e, conn);
+	return 0;
+}
+
+typedef int (*serve_hook)(struct engine *e, const struct model *m);
+static const serve_hook serve_hooks[] = {
+	offload_hook,
+	NULL, /* end */
+};
 
 static struct kv_opt *build_opts(void)
 {
@@ -183,15 +205,9 @@ static int cmd_serve(int argc, char **argv)
 		.mm = m.mm,
 	};
 	e = engine_create(&m, &ec);
-	{
-		struct kv_connector *conn = NULL;
-		if (kvo_connector_from_flags(&conn) < 0) {
-			rc = 2;
+	for (size_t i = 0; serve_hooks[i]; i++)
+		if (serve_hooks[i](e, &m))
 			goto out;
-		}
-		if (conn)
-			engine_set_connector(e, conn);
-	}
 	engine_start(e);
 	struct server_config sc = { o_host, (int)o_port, o_served_name ? o_served_name : o_model, o_max_body };
 	srv = server_start(e, &sc, err, sizeof(err));

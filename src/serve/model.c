@@ -10,6 +10,8 @@
 #include "tokenizer.h"
 #include "common/banned.h"
 
+#define ATT_TILE 8 /* attention rows per task, see att_task */
+
 typedef float v8 __attribute__((vector_size(32)));
 typedef float v8u __attribute__((vector_size(32), aligned(4)));
 #define ld8(p) (*(const v8u *)(p))
@@ -175,8 +177,9 @@ int model_config_parse(const char *spec, struct model_config *cfg, char *err, si
 		return -1;
 	}
 	if (cfg->dim % cfg->n_heads || cfg->n_heads % cfg->n_kv_heads ||
-	    (cfg->dim / cfg->n_heads) % 8) {
-		snprintf(err, errlen, "model spec '%s': need dim %% heads == 0, heads %% kv_heads == 0 and head_dim %% 8 == 0",
+	    (cfg->dim / cfg->n_heads) % 8 || cfg->dim / cfg->n_heads > 256 ||
+	    cfg->n_heads / cfg->n_kv_heads > 64) {
+		snprintf(err, errlen, "model spec '%s': need dim %% heads == 0, heads %% kv_heads == 0 and head_dim %% 8 == 0, head_dim <= 256, heads / kv_heads <= 64",
 			 spec);
 		return -1;
 	}
@@ -284,7 +287,8 @@ void model_init(struct model *m, const struct model_config *cfg, int threads,
 	m->max_pos = max_pos;
 	m->kv_dim = cfg->n_kv_heads * cfg->head_dim;
 	m->pool = pool_create(threads);
-	openblas_set_num_threads(threads);
+	/* OpenBLAS workers spin after each call: keep them out of det mode */
+	openblas_set_num_threads(mm == MODEL_MM_BLAS ? threads : 1);
 
 	int D = cfg->dim, F = cfg->ffn, KV = m->kv_dim, V = cfg->vocab;
 	uint64_t s = cfg->seed, st = 1;
@@ -332,7 +336,10 @@ void model_init(struct model *m, const struct model_config *cfg, int threads,
 			m->rope[((size_t)p * (size_t)half + (size_t)i) * 2 + 1] = (float)sin(a);
 		}
 	int g = cfg->n_heads / cfg->n_kv_heads;
-	m->scores = xmalloc((size_t)threads * (size_t)g * (size_t)max_pos * sizeof(float));
+	m->scores = xmalloc((size_t)threads * ATT_TILE * (size_t)g * (size_t)max_pos * sizeof(float));
+	m->acc = aligned_alloc(64, (size_t)threads * ATT_TILE * (size_t)cfg->dim * sizeof(float));
+	if (!m->acc)
+		kv_die(3, "model: out of memory");
 
 	char canon[256];
 	int n = snprintf(canon, sizeof(canon),
@@ -374,6 +381,8 @@ void model_release(struct model *m)
 	free(m->lm_bias);
 	free(m->rope);
 	free(m->scores);
+	free(m->acc);
+	free(m->tiles);
 	free(m->x);
 	free(m->xn);
 	free(m->q);
@@ -404,6 +413,7 @@ static void grow_scratch(struct model *m, int rows)
 	m->h3 = xrealloc(m->h3, r * F * sizeof(float));
 	m->lx = xrealloc(m->lx, r * D * sizeof(float));
 	m->lg = xrealloc(m->lg, r * V * sizeof(float));
+	m->tiles = xrealloc(m->tiles, (r + 1) * sizeof(int));
 	m->scratch_rows = rows;
 }
 
@@ -438,8 +448,18 @@ struct att_job {
 	struct model *m;
 	const struct model_kv *kv;
 	const struct model_row *rows;
+	const int *tiles;   /* first row of each tile, then nrows */
 	int layer;
 };
+
+/*
+ * Attention runs on tiles of up to ATT_TILE rows of one sequence at
+ * consecutive positions (a prefill chunk), so that each K and V row read
+ * from the cache serves every row of the tile. Every score and every output
+ * element is still computed by the same operations in the same order as for
+ * a row alone.
+ */
+
 
 /* Fixed-order dot product of two head vectors (n % 8 == 0). */
 static inline __attribute__((always_inline)) float dot_hd(const float *a, const float *b, int n)
@@ -450,57 +470,184 @@ static inline __attribute__((always_inline)) float dot_hd(const float *a, const 
 	return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
 }
 
-/* One task: one row, one kv head and the query heads that share it. */
+typedef int v8i __attribute__((vector_size(32)));
+
+/* Two-vector lane shuffle with constant indices (GCC and clang spell it differently). */
+#if defined(__clang__)
+#define SHUF8(a, b, ...) __builtin_shufflevector((a), (b), __VA_ARGS__)
+#else
+#define SHUF8(a, b, ...) __builtin_shuffle((a), (b), (v8i){ __VA_ARGS__ })
+#endif
+
+/*
+ * Eight dot products at once, each summed by exactly the tree of dot_hd:
+ * ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)) over the lanes of its accumulator,
+ * so a score is bitwise the same whichever of the two computed it.
+ */
+static inline __attribute__((always_inline)) void dot8_hd(const float *q, const float *k, size_t kstride,
+							   int n, float *out)
+{
+	v8 a[8];
+	for (int j = 0; j < 8; j++) {
+		const float *kj = k + (size_t)j * kstride;
+		v8 acc = ld8(q) * ld8(kj);
+		for (int i = 8; i < n; i += 8)
+			acc += ld8(q + i) * ld8(kj + i);
+		a[j] = acc;
+	}
+	v8 u[4], w[2];
+	for (int j = 0; j < 4; j++)
+		u[j] = SHUF8(a[2 * j], a[2 * j + 1], 0, 1, 2, 3, 8, 9, 10, 11) +
+		       SHUF8(a[2 * j], a[2 * j + 1], 4, 5, 6, 7, 12, 13, 14, 15);
+	for (int j = 0; j < 2; j++)
+		w[j] = SHUF8(u[2 * j], u[2 * j + 1], 0, 1, 4, 5, 8, 9, 12, 13) +
+		       SHUF8(u[2 * j], u[2 * j + 1], 2, 3, 6, 7, 10, 11, 14, 15);
+	st8(out, SHUF8(w[0], w[1], 0, 2, 4, 6, 8, 10, 12, 14) + SHUF8(w[0], w[1], 1, 3, 5, 7, 9, 11, 13, 15));
+}
+
+/*
+ * exp(x) for x <= 0 by exact float operations only (x = n ln2 + r, a
+ * degree-6 polynomial for e^r, 2^n from the exponent bits): the same bits on
+ * every machine, unlike libm's expf, and eight lanes at a time. Relative
+ * error about 2e-7; x below -87 gives exp(-87).
+ */
+static inline __attribute__((always_inline)) void exp8_sub(float *dst, float mx)
+{
+	v8 x = ld8(dst) - mx;
+	const v8 lo = (v8){ 0 } - 87.0f;
+	v8i m = x < lo, xi, loi;
+	memcpy(&xi, &x, sizeof(x));
+	memcpy(&loi, &lo, sizeof(lo));
+	xi = (xi & ~m) | (loi & m);
+	memcpy(&x, &xi, sizeof(x));
+	v8 t = x * 1.44269504088896341f + 0.5f;
+	v8i ti = __builtin_convertvector(t, v8i);
+	v8 fn = __builtin_convertvector(ti, v8);
+	fn += __builtin_convertvector(fn > t, v8); /* floor: -1 where truncation went up */
+	v8 r = x - fn * 0.693359375f;
+	r = r - fn * -2.12194440e-4f;
+	v8 p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	p = p * (r * r) + r + 1.0f;
+	v8i bits = (__builtin_convertvector(fn, v8i) + 127) << 23;
+	v8 scale;
+	memcpy(&scale, &bits, sizeof(scale));
+	st8(dst, p * scale);
+}
+
+#define MAX_HD_VEC 32 /* head_dim <= 256 */
+
+/* One task: one tile of rows, one kv head and the query heads that share it. */
 __attribute__((target_clones("avx2", "default")))
 static void att_task(void *ctx, int task, int tid)
 {
 	const struct att_job *j = ctx;
 	struct model *m = j->m;
 	const struct model_config *c = &m->cfg;
-	int nkv = c->n_kv_heads, hd = c->head_dim, g = c->n_heads / nkv;
-	const struct model_row *r = &j->rows[task / nkv];
-	int kh = task % nkv, n = r->pos + 1, bs = j->kv->block_size;
-	float *sc = m->scores + (size_t)tid * (size_t)g * (size_t)m->max_pos;
-	const float *q = m->q + (size_t)(task / nkv) * (size_t)c->dim + (size_t)kh * (size_t)g * (size_t)hd;
-	float *out = m->att + (size_t)(task / nkv) * (size_t)c->dim + (size_t)kh * (size_t)g * (size_t)hd;
+	int nkv = c->n_kv_heads, hd = c->head_dim, g = c->n_heads / nkv, nv = hd / 8;
+	int tile = task / nkv, kh = task % nkv, bs = j->kv->block_size;
+	int r0 = j->tiles[tile], nr = j->tiles[tile + 1] - r0;
+	size_t mp = (size_t)m->max_pos, kvd = (size_t)m->kv_dim;
+	float *sc = m->scores + (size_t)tid * (size_t)ATT_TILE * (size_t)g * mp;
+	v8 *acc = (v8 *)(void *)(m->acc + (size_t)tid * (size_t)ATT_TILE * (size_t)c->dim);
+	const int *blocks = j->rows[r0].blocks;
+	int nmax = j->rows[r0 + nr - 1].pos + 1;
 	float scale = 1.0f / sqrtf((float)hd);
 
-	for (int b = 0; b * bs < n; b++) {
-		int blk = r->blocks[b], ns = KV_MIN(bs, n - b * bs);
+	/* scores: sc[(r * g + h) * mp + key] */
+	for (int b = 0; b * bs < nmax; b++) {
+		int blk = blocks[b];
 		const float *kr = model_kv_k(j->kv, m->kv_dim, blk, j->layer, 0) + (size_t)kh * (size_t)hd;
-		for (int s = 0; s < ns; s++)
-			for (int h = 0; h < g; h++)
-				sc[(size_t)h * (size_t)m->max_pos + (size_t)(b * bs + s)] =
-					dot_hd(q + (size_t)h * (size_t)hd, kr + (size_t)s * (size_t)m->kv_dim, hd) * scale;
-	}
-	for (int h = 0; h < g; h++) {
-		float *s = sc + (size_t)h * (size_t)m->max_pos;
-		float mx = s[0];
-		for (int i = 1; i < n; i++)
-			mx = s[i] > mx ? s[i] : mx;
-		float sum = 0.0f;
-		for (int i = 0; i < n; i++) {
-			s[i] = expf(s[i] - mx);
-			sum += s[i];
-		}
-		float inv = 1.0f / sum;
-		for (int i = 0; i < n; i++)
-			s[i] *= inv;
-	}
-	for (int h = 0; h < g; h++) {
-		const float *p = sc + (size_t)h * (size_t)m->max_pos;
-		float *o = out + (size_t)h * (size_t)hd;
-		for (int d = 0; d < hd; d += 8) {
-			v8 acc = { 0 };
-			for (int b = 0; b * bs < n; b++) {
-				int blk = r->blocks[b], ns = KV_MIN(bs, n - b * bs);
-				const float *vr = model_kv_v(j->kv, m->kv_dim, blk, j->layer, 0) +
-						  (size_t)kh * (size_t)hd + (size_t)d;
-				for (int s = 0; s < ns; s++)
-					acc += ld8(vr + (size_t)s * (size_t)m->kv_dim) * p[b * bs + s];
+		for (int r = 0; r < nr; r++) {
+			const struct model_row *row = &j->rows[r0 + r];
+			int n = row->pos + 1, ns = KV_MIN(bs, n - b * bs), s = 0;
+			if (ns <= 0)
+				continue;
+			const float *q = m->q + (size_t)(r0 + r) * (size_t)c->dim + (size_t)kh * (size_t)g * (size_t)hd;
+			for (int h = 0; h < g; h++) {
+				float *dst = sc + (size_t)(r * g + h) * mp + (size_t)b * (size_t)bs;
+				const float *qh = q + (size_t)h * (size_t)hd;
+				for (s = 0; s + 8 <= ns; s += 8) {
+					dot8_hd(qh, kr + (size_t)s * kvd, kvd, hd, dst + s);
+					st8(dst + s, ld8(dst + s) * scale);
+				}
+				for (; s < ns; s++)
+					dst[s] = dot_hd(qh, kr + (size_t)s * kvd, hd) * scale;
 			}
-			st8(o + d, acc);
 		}
+	}
+	/* softmax of each row and head over its keys 0..pos; the 1/sum is
+	 * applied to the outputs. Sums run in 8 lanes by key index mod 8, then
+	 * a fixed tree: the same order for a row whatever the tile. */
+	float inv[ATT_TILE * 64];
+	for (int r = 0; r < nr; r++) {
+		int n = j->rows[r0 + r].pos + 1, n8 = n / 8 * 8;
+		for (int h = 0; h < g; h++) {
+			float *sp = sc + (size_t)(r * g + h) * mp;
+			float mx = sp[0];
+			if (n8) {
+				v8 vm = ld8(sp);
+				for (int k = 8; k < n8; k += 8) {
+					v8 x = ld8(sp + k);
+					v8i gt = x > vm, xi, mi;
+					memcpy(&xi, &x, sizeof(x));
+					memcpy(&mi, &vm, sizeof(vm));
+					mi = (mi & ~gt) | (xi & gt);
+					memcpy(&vm, &mi, sizeof(vm));
+				}
+				for (int i = 0; i < 8; i++)
+					mx = vm[i] > mx ? vm[i] : mx;
+			}
+			for (int i = n8; i < n; i++)
+				mx = sp[i] > mx ? sp[i] : mx;
+			int k = 0;
+			v8 vs = { 0 };
+			for (; k + 8 <= n; k += 8) {
+				exp8_sub(sp + k, mx);
+				vs += ld8(sp + k);
+			}
+			if (k < n) {
+				float tail[8] = { 0 };
+				memcpy(tail, sp + k, (size_t)(n - k) * sizeof(float));
+				exp8_sub(tail, mx);
+				memset(tail + (n - k), 0, (size_t)(8 - (n - k)) * sizeof(float));
+				memcpy(sp + k, tail, (size_t)(n - k) * sizeof(float));
+				vs += ld8(tail);
+			}
+			float sum = ((vs[0] + vs[4]) + (vs[2] + vs[6])) + ((vs[1] + vs[5]) + (vs[3] + vs[7]));
+			inv[r * g + h] = 1.0f / sum;
+		}
+	}
+	/* outputs: per element a sum over keys in order */
+	for (int i = 0; i < nr * g * nv; i++)
+		acc[i] = (v8){ 0 };
+	for (int b = 0; b * bs < nmax; b++) {
+		int blk = blocks[b], nsb = KV_MIN(bs, nmax - b * bs);
+		const float *vr = model_kv_v(j->kv, m->kv_dim, blk, j->layer, 0) + (size_t)kh * (size_t)hd;
+		for (int s = 0; s < nsb; s++) {
+			int key = b * bs + s;
+			const float *v = vr + (size_t)s * kvd;
+			for (int r = 0; r < nr; r++) {
+				if (key > j->rows[r0 + r].pos)
+					continue;
+				for (int h = 0; h < g; h++) {
+					float pj = sc[(size_t)(r * g + h) * mp + (size_t)key];
+					v8 *a = acc + (size_t)(r * g + h) * (size_t)nv;
+					for (int d = 0; d < nv; d++)
+						a[d] += ld8(v + 8 * d) * pj;
+				}
+			}
+		}
+	}
+	for (int r = 0; r < nr; r++) {
+		float *out = m->att + (size_t)(r0 + r) * (size_t)c->dim + (size_t)kh * (size_t)g * (size_t)hd;
+		for (int h = 0; h < g; h++)
+			for (int d = 0; d < nv; d++)
+				st8(out + (size_t)h * (size_t)hd + 8 * d,
+				    acc[(size_t)(r * g + h) * (size_t)nv + (size_t)d] * inv[r * g + h]);
 	}
 }
 
@@ -522,6 +669,16 @@ void model_forward(struct model *m, const struct model_kv *kv, struct model_row 
 		memcpy(m->x + (size_t)i * (size_t)D, m->tok_emb + (size_t)rows[i].tok * (size_t)D,
 		       (size_t)D * sizeof(float));
 	}
+	m->ntiles = 0;
+	for (int i = 0; i < nrows;) {
+		int k = i + 1;
+		while (k < nrows && k - i < ATT_TILE && rows[k].blocks == rows[i].blocks &&
+		       rows[k].pos == rows[k - 1].pos + 1)
+			k++;
+		m->tiles[m->ntiles++] = i;
+		i = k;
+	}
+	m->tiles[m->ntiles] = nrows;
 	for (int l = 0; l < c->n_layers; l++) {
 		struct model_layer *L = &m->layers[l];
 		for (int i = 0; i < nrows; i++)
@@ -541,8 +698,8 @@ void model_forward(struct model *m, const struct model_kv *kv, struct model_row 
 			memcpy(model_kv_v(kv, KV, blk, l, slot), m->v + (size_t)i * (size_t)KV,
 			       (size_t)KV * sizeof(float));
 		}
-		struct att_job aj = { m, kv, rows, l };
-		pool_run(m->pool, nrows * c->n_kv_heads, att_task, &aj);
+		struct att_job aj = { m, kv, rows, m->tiles, l };
+		pool_run(m->pool, m->ntiles * c->n_kv_heads, att_task, &aj);
 		model_matmul(m, &L->wo, m->att, nrows, m->xn);
 		for (size_t i = 0; i < (size_t)nrows * (size_t)D; i++)
 			m->x[i] += m->xn[i];

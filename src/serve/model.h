@@ -79,7 +79,9 @@ struct model {
 	/* scratch, grown on demand, owned */
 	float *x, *xn, *q, *k, *v, *att, *h1, *h3, *lx, *lg;
 	int scratch_rows;
-	float *scores;       /* [threads][heads per kv head][max_pos] */
+	float *scores;       /* [threads][tile rows][heads per kv head][max_pos] */
+	float *acc;          /* [threads][tile rows][dim] attention accumulators */
+	int *tiles, ntiles;  /* attention tiles of the current forward */
 };
 
 /*

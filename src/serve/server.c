@@ -369,6 +369,28 @@ static void gen_release(struct gen_req *g)
 	memset(g, 0, sizeof(*g));
 }
 
+int server_check_request(const char *model_name, const char *body, size_t len, bool chat,
+			 char *err, size_t errlen)
+{
+	struct server s;
+	struct gen_req g;
+	struct perr pe = { 0, NULL, "" };
+	json_error_t je;
+	memset(&s, 0, sizeof(s));
+	s.cfg.model_name = model_name;
+	json_t *req = json_loadb(body, len, 0, &je);
+	if (!req) {
+		snprintf(err, errlen, "invalid JSON: %s", je.text);
+		return 400;
+	}
+	int rc = parse_gen(&s, req, chat, &g, &pe) < 0 ? (int)pe.status : 0;
+	if (rc)
+		snprintf(err, errlen, "%s", pe.msg);
+	gen_release(&g);
+	json_decref(req);
+	return rc;
+}
+
 /* ---- output building ---- */
 
 static const char *finish_str(const struct engine_req *r)

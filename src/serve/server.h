@@ -28,4 +28,12 @@ void server_quiesce(struct server *s);
  * so that waiting handlers return), frees. */
 void server_stop(struct server *s);
 
+/*
+ * Parses a /v1/completions (chat false) or /v1/chat/completions body exactly
+ * as the server does, without running it: 0 when valid, else the HTTP status
+ * of the error reply (message in err). For tests and the fuzzer.
+ */
+int server_check_request(const char *model_name, const char *body, size_t len, bool chat,
+			 char *err, size_t errlen);
+
 #endif

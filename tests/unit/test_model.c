@@ -330,6 +330,74 @@ static void test_batch_invariance(void **state)
 	fx_release(&f);
 }
 
+/*
+ * Random prompts and lengths, split into random chunks and mixed with rows
+ * of other sequences in the same batch (as the scheduler does): every
+ * logit bitwise equal to one plain prefill of the prompt alone.
+ */
+static void test_random_batches(void **state)
+{
+	struct model_config c = tiny();
+	(void)state;
+	int V = c.vocab, maxn = 160, nseq = 3, bs = 16;
+	struct model m;
+	struct kvcache kc;
+	model_init(&m, &c, 2, MODEL_MM_DET, maxn);
+	int per = maxn / bs;
+	kvcache_init(&kc, per * (nseq + 1), bs, c.n_layers, m.kv_dim, false);
+	int blocks[4][10];
+	for (int s = 0; s <= nseq; s++)
+		for (int b = 0; b < per; b++)
+			blocks[s][b] = (b * (nseq + 1) + s * 3) % (per * (nseq + 1));
+	uint64_t rng = 12345;
+	float *ref = xmalloc((size_t)maxn * (size_t)V * sizeof(float));
+	float *got = xmalloc((size_t)maxn * (size_t)V * sizeof(float));
+	float *junk = xmalloc((size_t)V * sizeof(float));
+	struct model_row *rows = xcalloc(256, sizeof(*rows));
+	for (int iter = 0; iter < 12; iter++) {
+		int32_t toks[4][160];
+		int len[4], done[4] = { 0 };
+		for (int s = 0; s < nseq; s++) {
+			rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+			len[s] = 1 + (int)((rng >> 33) % (uint64_t)(maxn - 1));
+			for (int i = 0; i < len[s]; i++) {
+				rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+				toks[s][i] = (int32_t)((rng >> 33) % 256);
+			}
+		}
+		/* reference: sequence 0 alone, one prefill, in its own blocks */
+		struct model_row *rr = xcalloc((size_t)len[0], sizeof(*rr));
+		for (int i = 0; i < len[0]; i++)
+			rr[i] = (struct model_row){ toks[0][i], i, blocks[3], true, ref + (size_t)i * (size_t)V };
+		model_forward(&m, &kc.kv, rr, len[0]);
+		free(rr);
+		/* mixed: random chunks of all sequences per batch */
+		for (int guard = 0; guard < 1000; guard++) {
+			int nr = 0;
+			for (int s = 0; s < nseq; s++) {
+				rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+				int take = KV_MIN(len[s] - done[s], 1 + (int)((rng >> 33) % 40));
+				for (int i = 0; i < take; i++) {
+					int p = done[s] + i;
+					rows[nr++] = (struct model_row){ toks[s][p], p, blocks[s], true,
+									 s == 0 ? got + (size_t)p * (size_t)V : junk };
+				}
+				done[s] += take;
+			}
+			if (!nr)
+				break;
+			model_forward(&m, &kc.kv, rows, nr);
+		}
+		assert_memory_equal(ref, got, (size_t)len[0] * (size_t)V * sizeof(float));
+	}
+	free(rows);
+	free(ref);
+	free(got);
+	free(junk);
+	kvcache_release(&kc);
+	model_release(&m);
+}
+
 /* With sgemm the projections round differently per batch shape: bounded, not bitwise. */
 static void test_blas_bound(void **state)
 {
@@ -416,6 +484,7 @@ int main(void)
 		cmocka_unit_test(test_matmul_vs_naive),
 		cmocka_unit_test(test_forward_vs_reference),
 		cmocka_unit_test(test_batch_invariance),
+		cmocka_unit_test(test_random_batches),
 		cmocka_unit_test(test_blas_bound),
 		cmocka_unit_test(test_every_block_matters),
 	};
