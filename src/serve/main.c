@@ -19,6 +19,8 @@
 #include "engine.h"
 #include "model.h"
 #include "server.h"
+#include "offload/offload.h"
+#include "offload/remote.h"
 #include "common/opt.h"
 #include "common/banned.h"
 
@@ -86,20 +88,37 @@ static const struct opt_group serve_opt_groups[] = {
 	GROUP(serve_opts_http),
 };
 
+#define KVO_OPTS_CAP 32 /* room for the KV offload group (offload.h) */
+
+/* The KV offload connector from --kv-* / --kv-config / LMCACHE_*; the engine
+ * frees it. Non-zero on a config error (printed). */
+static int offload_hook(struct engine *e, const struct model *m)
+{
+	struct kv_connector *conn = NULL;
+	(void)m;
+	if (kvo_connector_from_flags(&conn) < 0)
+		return -1;
+	if (conn)
+		engine_set_connector(e, conn);
+	return 0;
+}
+
 typedef int (*serve_hook)(struct engine *e, const struct model *m);
 static const serve_hook serve_hooks[] = {
+	offload_hook,
 	NULL, /* end */
 };
 
 static struct kv_opt *build_opts(void)
 {
-	size_t n = 1;
+	size_t n = 1 + KVO_OPTS_CAP;
 	for (size_t i = 0; i < KV_ARRAY_SIZE(serve_opt_groups); i++)
 		n += serve_opt_groups[i].n;
 	struct kv_opt *o = xcalloc(n, sizeof(*o)), *p = o;
 	for (size_t i = 0; i < KV_ARRAY_SIZE(serve_opt_groups); i++)
 		for (size_t k = 0; k < serve_opt_groups[i].n; k++)
 			*p++ = serve_opt_groups[i].opts[k];
+	p += kvo_opts_copy(p, KVO_OPTS_CAP);
 	*p = (struct kv_opt)KV_OPT_END;
 	return o;
 }
@@ -226,6 +245,7 @@ struct cmd {
 
 static const struct cmd commands[] = {
 	{ "serve", cmd_serve, "serve the model over HTTP (the default command)" },
+	{ "cache", kvo_cmd_cache, "shared KV chunk cache for many engines (no model; docs/offload.md)" },
 };
 
 static void usage(FILE *out)
