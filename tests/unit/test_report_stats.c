@@ -54,10 +54,10 @@ static void test_quantiles(void **state)
 {
 	double v[] = { 5, 1, 4, 2, 3 }, one[] = { 7 };
 	(void)state;
-	assert_true(fabs(kvr_mean(v, 5) - 3) < 1e-12);
-	assert_true(fabs(kvr_std(v, 5) - sqrt(2.5)) < 1e-12);
-	assert_true(isnan(kvr_std(one, 1)));
-	assert_true(isnan(kvr_mean(v, 0)));
+	assert_true(fabs(kvb_mean(v, 5) - 3) < 1e-12);
+	assert_true(fabs(kvb_stddev(v, 5) - sqrt(2.5)) < 1e-12);
+	assert_true(isnan(kvb_stddev(one, 1)));
+	assert_true(isnan(kvb_mean(v, 0)));
 	assert_true(fabs(kvr_quantile(v, 5, 0.5) - 3) < 1e-12);
 	assert_true(fabs(kvr_quantile(v, 5, 0.99) - 4.96) < 1e-12);
 	assert_true(fabs(kvr_quantile(v, 5, 0) - 1) < 1e-12);

@@ -304,7 +304,7 @@ static void speedup(const struct kvr_test *t, int es, int ps, int ef, int pf, do
 {
 	size_t ns, nf;
 	double *s = collect(t, es, ps, NAN, -1, &ns), *f = collect(t, ef, pf, NAN, -1, &nf);
-	double ms = kvr_mean(s, ns), mf = kvr_mean(f, nf);
+	double ms = kvb_mean(s, ns), mf = kvb_mean(f, nf);
 
 	*y = ns && nf && mf > 0 ? ms / mf : NAN;
 	if (isfinite(*y) && ns > 1 && nf > 1)
@@ -549,10 +549,10 @@ static void rows_build(struct kvr_test_view *tv)
 						t0 = fmin(t0, q->end_s - q->e2e);
 				}
 			}
-			r->ttft_mean = kvr_mean(v, n);
+			r->ttft_mean = kvb_mean(v, n);
 			r->ttft_p50 = kvr_quantile(v, n, 0.5);
 			r->ttft_p99 = kvr_quantile(v, n, 0.99);
-			r->e2e_mean = kvr_mean(e2e, ne);
+			r->e2e_mean = kvb_mean(e2e, ne);
 			r->tput = t1 > t0 ? tok / (t1 - t0) : NAN;
 			r->hit_rate = NAN;
 			for (size_t g = 0; g < t->ngroups; g++)

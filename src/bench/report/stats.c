@@ -6,28 +6,6 @@
 #include "common/util.h"
 #include "common/banned.h"
 
-double kvr_mean(const double *v, size_t n)
-{
-	double s = 0;
-
-	if (n == 0)
-		return NAN;
-	for (size_t i = 0; i < n; i++)
-		s += v[i];
-	return s / (double)n;
-}
-
-double kvr_std(const double *v, size_t n)
-{
-	double m = kvr_mean(v, n), s = 0;
-
-	if (n < 2)
-		return NAN;
-	for (size_t i = 0; i < n; i++)
-		s += (v[i] - m) * (v[i] - m);
-	return sqrt(s / (double)(n - 1));
-}
-
 static int dcmp(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -110,7 +88,7 @@ double kvr_stat_of(enum kvr_statistic st, double *v, size_t n)
 {
 	switch (st) {
 	case KVR_MEAN:
-		return kvr_mean(v, n);
+		return kvb_mean(v, n);
 	case KVR_P50:
 		return quantile_select(v, n, 0.50);
 	case KVR_P90:

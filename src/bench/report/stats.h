@@ -7,12 +7,11 @@
 #define KVR_STATS_H
 
 #include "common/compat.h"
+#include "checks/checks.h"
 
 enum kvr_statistic { KVR_MEAN, KVR_P50, KVR_P90, KVR_P99 };
 
-/* NaN when n == 0 (std: when n < 2; sample standard deviation). */
-double kvr_mean(const double *v, size_t n);
-double kvr_std(const double *v, size_t n);
+/* Mean and sample standard deviation: kvb_mean() and kvb_stddev() of checks/checks.h. */
 /* Quantile q in [0,1] of v, linear between order statistics; sorts v in place. */
 double kvr_quantile(double *v, size_t n, double q);
 /* The statistic of v (which may be reordered). */
