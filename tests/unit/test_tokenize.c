@@ -11,6 +11,7 @@
 
 #include "common/util.h"
 #include "tokenize.h"
+#include "workload.h"
 
 static void expect_ids(const char *body, const int32_t *want, size_t nwant)
 {
@@ -101,6 +102,102 @@ static void t_unreachable(void **st)
 	free(err);
 }
 
+/* fake tokenizer: one id per byte, 1000 + byte; counts calls */
+static int n_calls;
+static int fake_tok(void *ctx, const char *text, int32_t **ids, size_t *n)
+{
+	size_t m = strlen(text);
+	(void)ctx;
+	n_calls++;
+	*ids = malloc((m ? m : 1) * sizeof(**ids));
+	for (size_t i = 0; i < m; i++)
+		(*ids)[i] = 1000 + (unsigned char)text[i];
+	*n = m;
+	return 0;
+}
+
+static struct kvb_workload *mk(const char *name, struct kvb_kv *kv, size_t n, bool tok)
+{
+	struct kvb_wl_params p = { kv, n, 7, NULL, KVB_EP_COMPLETIONS, tok ? fake_tok : NULL, NULL };
+	struct kvb_workload *wl = NULL;
+	int rc = kvb_wl_find(name)->create(&p, &wl);
+	return rc < 0 ? NULL : wl;
+}
+
+static void t_sweep_ids(void **st)
+{
+	struct kvb_kv kv[] = {
+		{ (char *)"prompt_format", (char *)"ids", NULL, 0, false },
+		{ (char *)"lengths", (char *)"40,97", NULL, 0, false },
+		{ (char *)"trials", (char *)"2", NULL, 0, false },
+	};
+	struct kvb_workload *wl;
+	struct kvb_req *r;
+	int seen = 0;
+	(void)st;
+	n_calls = 0;
+	wl = mk("ttft-sweep", kv, 3, true);
+	assert_non_null(wl);
+	assert_int_equal(n_calls, 8); /* tag + unit per (length, trial) */
+	while (wl->ops->next(wl, &r) == 1) {
+		size_t want = strstr(r->key, "len=40/") ? 40 : 97;
+		assert_null(r->prompt);
+		assert_int_equal(r->n_prompt_ids, want);
+		/* the tag's ids first ("<16 hex>-N-T: "), then " Hello" repeated */
+		assert_int_equal(r->prompt_ids[16], 1000 + '-');
+		assert_int_equal(r->prompt_ids[want - 1] >= 1000, 1);
+		wl->ops->done(wl, r, NULL);
+		kvb_req_free(r);
+		seen++;
+	}
+	assert_int_equal(seen, 8);
+	wl->ops->free(wl);
+	/* no tokenizer: refused with one line */
+	for (size_t i = 0; i < 3; i++)
+		kv[i].used = false;
+	assert_null(mk("ttft-sweep", kv, 3, false));
+	/* a length below the tag's ids */
+	kv[1].value = (char *)"16";
+	kv[1].used = kv[0].used = kv[2].used = false;
+	assert_null(mk("ttft-sweep", kv, 3, true));
+}
+
+static void t_ldqa_ids(void **st)
+{
+	struct kvb_kv kv[] = {
+		{ (char *)"prompt_format", (char *)"ids", NULL, 0, false },
+		{ (char *)"num_documents", (char *)"3", NULL, 0, false },
+		{ (char *)"document_length", (char *)"50", NULL, 0, false },
+		{ (char *)"hit_miss_ratio", (char *)"1:1", NULL, 0, false },
+		{ (char *)"pre_warmup", (char *)"false", NULL, 0, false },
+	};
+	struct kvb_workload *wl;
+	struct kvb_req *r;
+	int docs = 0, misses = 0;
+	(void)st;
+	wl = mk("long-doc-qa", kv, 5, true);
+	assert_non_null(wl);
+	while (wl->ops->next(wl, &r) == 1) {
+		assert_null(r->prompt);
+		if (strstr(r->key, "/miss")) {
+			/* "<int> " in front of the 50-token document */
+			assert_true(r->n_prompt_ids > 51);
+			assert_int_equal(r->prompt_ids[r->n_prompt_ids - 51], 1000 + ' ');
+			misses++;
+		} else {
+			assert_int_equal(r->n_prompt_ids, 50);
+			assert_int_equal(r->prompt_ids[1], 1000 + ' ');
+			assert_int_equal(r->prompt_ids[2], 1000 + 'h');
+			docs++;
+		}
+		wl->ops->done(wl, r, NULL);
+		kvb_req_free(r);
+	}
+	assert_int_equal(docs, 6);
+	assert_int_equal(misses, 3);
+	wl->ops->free(wl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -110,6 +207,8 @@ int main(void)
 		cmocka_unit_test(t_empty),
 		cmocka_unit_test(t_errors),
 		cmocka_unit_test(t_unreachable),
+		cmocka_unit_test(t_sweep_ids),
+		cmocka_unit_test(t_ldqa_ids),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
