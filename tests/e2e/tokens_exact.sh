@@ -33,6 +33,32 @@ assert all(x["status"] == "ok" and int(x["prompt_tokens"]) == 150 for x in r), [
 print("ok   exact prompt_tokens")
 PY
 
+# kvbench run: the suite's engine (preset url) tokenizes
+cat >"$TMP/suite.yaml" <<EOS
+engines:
+  running:
+    url: $BASE
+workloads:
+  w: {type: ttft-sweep, prompt_format: ids, lengths: "48,130", trials: 1, output_len: 2}
+tests:
+  sweep:
+    workload: w
+    engines: [running]
+    checks:
+      - type: max_error_rate
+        max: 0
+EOS
+"$KVBENCH" run "$TMP/suite.yaml" --no-report -o "$TMP/run" >"$TMP/o5" 2>"$TMP/e5" ||
+	{ cat "$TMP/e5"; echo "FAIL kvbench run exit $?"; exit 1; }
+python3 - "$TMP/run/sweep/requests.csv" <<'PY' || FAILS=$((FAILS + 1))
+import csv, sys
+r = list(csv.DictReader(open(sys.argv[1])))
+assert len(r) == 4, len(r)
+for x in r:
+    assert x["status"] == "ok" and int(x["prompt_tokens"]) == int(x["key"].split("/")[0][4:]), x
+print("ok   kvbench run exact prompt_tokens")
+PY
+
 # a length shorter than the tag: one error line, exit 2
 rc=0; "$KVBENCH" bench --url "$BASE" --workload ttft-sweep --set prompt_format=ids \
 	--set lengths=16 --set trials=1 -o "$TMP/short" >/dev/null 2>"$TMP/e3" || rc=$?
