@@ -10,6 +10,15 @@
 #include "common/util.h"
 #include "common/banned.h"
 
+/* errors are one line: control characters (from the server's text) become spaces */
+static char *one_line(char *s)
+{
+	for (char *p = s; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	return s;
+}
+
 static int parse_id(json_t *v, size_t i, int32_t *out, char **err)
 {
 	json_t *id = v;
@@ -43,7 +52,7 @@ int kvb_tokenize_parse(const char *body, size_t len, int32_t **ids, size_t *n, c
 	*err = NULL;
 	root = json_loadb(body, len, 0, &je);
 	if (!root) {
-		*err = xasprintf("response: invalid JSON: %s", je.text);
+		*err = one_line(xasprintf("response: invalid JSON: %s", je.text));
 		return -1;
 	}
 	if (!json_is_object(root)) {
@@ -77,6 +86,8 @@ int kvb_tokenize_parse(const char *body, size_t len, int32_t **ids, size_t *n, c
 out:
 	free(v);
 	json_decref(root);
+	if (*err)
+		one_line(*err);
 	return rc;
 }
 
@@ -152,7 +163,7 @@ int kvb_tokenize(const char *base_url, const char *text, const char *api_key_env
 	} else if (cc != CURLE_OK) {
 		*err = xasprintf("%s: %s", url, errbuf[0] ? errbuf : curl_easy_strerror(cc));
 	} else if (code >= 400) {
-		*err = xasprintf("%s: http %ld: %.200s", url, code, kv_buf_str(&b));
+		*err = one_line(xasprintf("%s: http %ld: %.200s", url, code, kv_buf_str(&b)));
 	} else if (kvb_tokenize_parse(kv_buf_str(&b), b.len, ids, n, &perr) < 0) {
 		*err = xasprintf("%s: %s", url, perr);
 	} else {

@@ -76,6 +76,8 @@ static void t_errors(void **st)
 {
 	(void)st;
 	expect_err("not json", "invalid JSON");
+	/* jansson quotes the input: the newline must not split the line */
+	expect_err("{\"\\\\\\\n\"}", "invalid JSON");
 	expect_err("[1,2]", "expected a JSON object");
 	expect_err("{\"count\":2}", "tokens: missing");
 	expect_err("{\"tokens\":\"abc\"}", "tokens: missing or not an array");
