@@ -12,6 +12,7 @@
 #include "arrival.h"
 #include "fields.h"
 #include "runner.h"
+#include "tokenize.h"
 #include "common/opt.h"
 #include "common/banned.h"
 
@@ -141,6 +142,7 @@ int cmd_bench(int argc, char **argv)
 		"Exit codes: 0 ok, 1 failed fraction above --max-error-rate, 2 usage, 3 runtime failure.",
 	};
 	struct kvb_wl_params wp = { 0 };
+	struct kvb_tokenize_target tt = { 0 };
 	const struct kvb_wl_def *def;
 	struct kvb_workload *wl = NULL;
 	struct kvb_run_opts o;
@@ -201,6 +203,12 @@ int cmd_bench(int argc, char **argv)
 	wp.seed = (uint64_t)seed;
 	wp.model = model;
 	wp.endpoint = !strcmp(endpoint, "chat") ? KVB_EP_CHAT : KVB_EP_COMPLETIONS;
+	/* prompt_format=ids: workloads ask --url's /tokenize while they are built */
+	tt.base_url = url;
+	tt.api_key_env = api_key_env;
+	tt.timeout_s = rto;
+	wp.tokenize = kvb_tokenize_cb;
+	wp.tokenize_ctx = &tt;
 	if (def->create(&wp, &wl) < 0)
 		goto out;
 

@@ -171,6 +171,16 @@ struct kvb_wl_params {
 	uint64_t seed;      /* --seed */
 	const char *model;  /* model name for the requests, may be NULL */
 	enum kvb_endpoint endpoint;
+	/*
+	 * Token-exact prompts (prompt_format=ids): turns text into the target
+	 * server's token ids. 0 with *ids (malloc'ed, owned by the caller) and
+	 * *n; -1 after printing one error line. NULL when no target is known
+	 * (then workloads refuse prompt_format=ids). `kvbench bench` sets it to
+	 * kvb_tokenize_cb (tokenize.h) with ctx = a struct kvb_tokenize_target
+	 * for --url. Workloads call it only from create(), a few times each.
+	 */
+	int (*tokenize)(void *ctx, const char *text, int32_t **ids, size_t *n);
+	void *tokenize_ctx;
 };
 
 /* A documented key of a workload: what `--workload NAME --help` lists. */

@@ -23,7 +23,7 @@ struct made {
 static int make(const char *name, enum kvb_endpoint ep, struct kvb_workload **out, ...)
 {
 	struct kvb_kv kv[16];
-	struct kvb_wl_params p = { kv, 0, 42, NULL, ep };
+	struct kvb_wl_params p = { kv, 0, 42, NULL, ep, NULL, NULL };
 	const struct kvb_wl_def *d = kvb_wl_find(name);
 	va_list ap;
 	const char *s;
@@ -456,7 +456,7 @@ static void test_documented_defaults(void **state)
 	for (size_t i = 0; i < KV_ARRAY_SIZE(w); i++) {
 		const struct kvb_wl_def *d = kvb_wl_find(w[i].wl);
 		struct kvb_kv kv[32];
-		struct kvb_wl_params p = { kv, 0, 42, NULL, KVB_EP_COMPLETIONS };
+		struct kvb_wl_params p = { kv, 0, 42, NULL, KVB_EP_COMPLETIONS, NULL, NULL };
 		struct kvb_workload *a, *b;
 		char *path = w[i].path ? fx(w[i].path) : NULL;
 		struct kvb_req *ra, *rb;

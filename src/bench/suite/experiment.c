@@ -13,13 +13,33 @@
 #include "common/clock.h"
 #include "checks/checks.h"
 #include "runner.h"
+#include "tokenize.h"
 #include "suite/experiment.h"
 #include "common/banned.h"
 
 /* ---- workloads ---------------------------------------------------------- */
 
+/*
+ * Validation only (no engine runs yet): one id per byte, so that a
+ * prompt_format=ids workload can be checked before any server is up. Its
+ * ids are never sent.
+ */
+static int validate_tokenize(void *ctx, const char *text, int32_t **ids, size_t *n)
+{
+	size_t m = strlen(text);
+
+	(void)ctx;
+	*ids = xmalloc(KV_MAX(m, (size_t)1) * sizeof(**ids));
+	for (size_t i = 0; i < m; i++)
+		(*ids)[i] = (unsigned char)text[i];
+	*n = m;
+	return 0;
+}
+
+/* tt: the engine whose /tokenize serves prompt_format=ids, or NULL (validation) */
 static int make_workload(const struct kvb_suite *s, const struct kvb_suite_workload *w,
-			 uint64_t seed, const char *model, struct kvb_workload **out)
+			 uint64_t seed, const char *model, struct kvb_tokenize_target *tt,
+			 struct kvb_workload **out)
 {
 	const struct kvb_wl_def *def = kvb_wl_find(w->type);
 	struct kvb_wl_params p = w->params;
@@ -43,6 +63,8 @@ static int make_workload(const struct kvb_suite *s, const struct kvb_suite_workl
 	}
 	p.seed = seed;
 	p.model = model;
+	p.tokenize = tt ? kvb_tokenize_cb : validate_tokenize;
+	p.tokenize_ctx = tt;
 	if (def->create(&p, out) < 0)
 		goto out;
 	if (kvb_wl_check_unused(&p, w->type) < 0) {
@@ -60,7 +82,7 @@ int kvb_exp_validate_workload(const struct kvb_suite *s, const struct kvb_suite_
 			      uint64_t seed)
 {
 	struct kvb_workload *wl;
-	if (make_workload(s, w, seed, s->model, &wl) < 0)
+	if (make_workload(s, w, seed, s->model, NULL, &wl) < 0)
 		return -1;
 	wl->ops->free(wl);
 	return 0;
@@ -594,6 +616,7 @@ static int one_run(const struct kvb_exp *x, struct kvb_engine **engines, size_t 
 	const struct kvb_suite_test *t = x->test;
 	const struct kvb_suite_workload *wd = kvb_suite_workload_find(x->suite, t->workload);
 	struct kvb_run_item *items = xcalloc(n, sizeof(*items));
+	struct kvb_tokenize_target *tts = xcalloc(n, sizeof(*tts));
 	struct kvb_run_opts o;
 	struct kvb_run_result rr;
 	char **gpu = xcalloc(n, sizeof(*gpu));
@@ -605,7 +628,10 @@ static int one_run(const struct kvb_exp *x, struct kvb_engine **engines, size_t 
 		struct kvb_engine *e = engines[i];
 		const char *model = e->cfg && (!strcmp(e->preset, "command") || !strcmp(e->preset, "url"))
 					    ? e->cfg->model : e->model;
-		if (make_workload(x->suite, wd, t->seed, model, &items[i].wl) < 0) {
+		tts[i].base_url = e->base_url;
+		tts[i].api_key_env = e->cfg ? e->cfg->api_key_env : NULL;
+		tts[i].timeout_s = t->request_timeout_s;
+		if (make_workload(x->suite, wd, t->seed, model, &tts[i], &items[i].wl) < 0) {
 			res->verdict = KVB_V_ERROR;
 			res->reason = xasprintf("workload %s could not be created", wd->name);
 			goto out;
@@ -667,6 +693,7 @@ out:
 	}
 	free(gpu);
 	free(items);
+	free(tts);
 	return rc;
 }
 

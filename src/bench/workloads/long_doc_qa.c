@@ -8,6 +8,10 @@
  * key "doc<i>". With hit_miss_ratio H:M, query position p is a miss when
  * p % (H+M) >= H: its prompt gets "<random int> " in front and the key
  * "doc<i>/miss<p>" (a different content, so nothing pairs with it).
+ * prompt_format=ids (completions only): each document is exactly L tokens
+ * on any engine: ids(str(i)) then ids(" hi") repeated and cut to L, both
+ * from the target's /tokenize, sent as token ids; a miss puts
+ * ids("<random int> ") in front; the pre-warmup prompts stay text.
  */
 #include "common/util.h"
 
@@ -18,6 +22,7 @@ static const struct kvb_wl_key ldqa_keys[] = {
 	{ "num_documents", "8", "", "number of documents" },
 	{ "document_length", "20000", "tokens", "length of each document (see length_unit)" },
 	{ "length_unit", "words", "", "words: LMCache's text, L words \"hi\" (~L tokens on BPE tokenizers); bytes: exactly L bytes (L tokens on kvserve)" },
+	{ "prompt_format", "text", "", "text, or ids: documents of exactly L tokens, built from the target's /tokenize and sent as token ids (completions only; length_unit is then ignored)" },
 	{ "output_len", "100", "tokens", "max_tokens of each request" },
 	{ "repeat_count", "2", "", "copies of each document in the query round" },
 	{ "repeat_mode", "random", "", "random (shuffled tile), tile (1,2,3,1,2,3) or interleave (1,1,2,2,3,3)" },
@@ -50,13 +55,26 @@ static char *ldqa_document(int i, int64_t len, bool bytes)
 	return s;
 }
 
+/* r's prompt = pre[0..npre) then ids[0..n) as token ids */
+static void ldqa_set_ids(struct kvb_req *r, const int32_t *pre, size_t npre, const int32_t *ids,
+			 size_t n)
+{
+	r->prompt_ids = xmalloc(KV_MAX(npre + n, (size_t)1) * sizeof(*ids));
+	if (npre)
+		memcpy(r->prompt_ids, pre, npre * sizeof(*ids));
+	memcpy(r->prompt_ids + npre, ids, n * sizeof(*ids));
+	r->n_prompt_ids = npre + n;
+}
+
 static int ldqa_create(const struct kvb_wl_params *p, struct kvb_workload **out)
 {
 	int64_t ndoc, dlen, olen, rep, sseed;
 	const char *unit, *mode, *hm;
-	bool prewarm, bytes;
+	bool prewarm, bytes, ids;
+	int32_t **dids = NULL;
+	int rc = -1;
 	int64_t hits = 0, misses = 0;
-	struct kvb_wl_list *l;
+	struct kvb_wl_list *l = NULL;
 	struct kvb_rng rng;
 	int *order = NULL, *occ = NULL;
 	char **docs = NULL;
@@ -71,6 +89,7 @@ static int ldqa_create(const struct kvb_wl_params *p, struct kvb_workload **out)
 	    kvb_wl_get_int(p, "shuffle_seed", 0, 0, INT64_MAX, &sseed) < 0 ||
 	    kvb_wl_get_str(p, "hit_miss_ratio", "none", &hm) < 0 ||
 	    kvb_wl_get_bool(p, "pre_warmup", true, &prewarm) < 0 ||
+	    kvb_wl_get_prompt_format(p, "long-doc-qa", &ids) < 0 ||
 	    kvb_wl_check_unused(p, "long-doc-qa") < 0)
 		return -1;
 	if (strcmp(unit, "words") && strcmp(unit, "bytes")) {
@@ -131,10 +150,21 @@ static int ldqa_create(const struct kvb_wl_params *p, struct kvb_workload **out)
 			kvb_wl_list_add(l, r, false);
 		}
 	docs = xcalloc((size_t)ndoc, sizeof(*docs));
+	dids = xcalloc((size_t)ndoc, sizeof(*dids));
 	for (int i = 0; i < ndoc; i++) {
 		struct kvb_req *r = kvb_req_new(p->endpoint, "doc%d", i);
-		docs[i] = ldqa_document(i, dlen, bytes);
-		kvb_req_set_text(r, docs[i]);
+		if (ids) {
+			char tag[32];
+			snprintf(tag, sizeof(tag), "%d", i);
+			if (kvb_wl_exact_ids(p, "long-doc-qa", tag, " hi", (size_t)dlen, &dids[i]) < 0) {
+				kvb_req_free(r);
+				goto out;
+			}
+			ldqa_set_ids(r, NULL, 0, dids[i], (size_t)dlen);
+		} else {
+			docs[i] = ldqa_document(i, dlen, bytes);
+			kvb_req_set_text(r, docs[i]);
+		}
 		r->pass = 0;
 		r->max_tokens = (int)olen;
 		r->context_len = (int)dlen;
@@ -151,12 +181,28 @@ static int ldqa_create(const struct kvb_wl_params *p, struct kvb_workload **out)
 			char *s;
 			long v = (long)kvb_rng_below(&rng, 20000001) - 10000000;
 			r = kvb_req_new(p->endpoint, "doc%d/miss%zu", i, k);
-			s = xasprintf("%ld %s", v, docs[i]);
-			kvb_req_set_text(r, s);
+			if (ids) {
+				int32_t *pre = NULL;
+				size_t npre = 0;
+				s = xasprintf("%ld ", v);
+				if (p->tokenize(p->tokenize_ctx, s, &pre, &npre) < 0) {
+					free(s);
+					kvb_req_free(r);
+					goto out;
+				}
+				ldqa_set_ids(r, pre, npre, dids[i], (size_t)dlen);
+				free(pre);
+			} else {
+				s = xasprintf("%ld %s", v, docs[i]);
+				kvb_req_set_text(r, s);
+			}
 			free(s);
 		} else {
 			r = kvb_req_new(p->endpoint, "doc%d", i);
-			kvb_req_set_text(r, docs[i]);
+			if (ids)
+				ldqa_set_ids(r, NULL, 0, dids[i], (size_t)dlen);
+			else
+				kvb_req_set_text(r, docs[i]);
 		}
 		r->pass = occ[i];
 		r->max_tokens = (int)olen;
@@ -164,13 +210,20 @@ static int ldqa_create(const struct kvb_wl_params *p, struct kvb_workload **out)
 		r->query_len = 0;
 		kvb_wl_list_add(l, r, k == 0);
 	}
-	for (int i = 0; i < ndoc; i++)
+	*out = kvb_wl_list_workload(l, "long-doc-qa");
+	l = NULL;
+	rc = 0;
+out:
+	kvb_wl_list_free(l);
+	for (int i = 0; docs && i < ndoc; i++) {
 		free(docs[i]);
+		free(dids[i]);
+	}
 	free(docs);
+	free(dids);
 	free(order);
 	free(occ);
-	*out = kvb_wl_list_workload(l, "long-doc-qa");
-	return 0;
+	return rc;
 }
 
 const struct kvb_wl_def kvb_wl_long_doc_qa = {

@@ -6,7 +6,10 @@
  * previous one; key "len=N/trial=T". Prompt = tag + "Hello " repeated, cut
  * to exactly N bytes (length_unit=bytes: N tokens on kvserve's byte
  * tokenizer) or N words "Hello" (length_unit=words: about N tokens on BPE
- * tokenizers).
+ * tokenizers). prompt_format=ids (completions only): exactly N tokens on
+ * any engine: the tag and " Hello" are tokenized once each by the target's
+ * /tokenize, the prompt is ids(tag) then ids(" Hello") repeated and cut to
+ * N, sent as a token-id array (length_unit is then ignored).
  */
 #include "common/util.h"
 
@@ -17,6 +20,7 @@
 static const struct kvb_wl_key sweep_keys[] = {
 	{ "lengths", "512,1024,2048,4096,8192", "tokens", "input lengths (see length_unit)" },
 	{ "length_unit", "bytes", "", "bytes: exactly N bytes; words: N words" },
+	{ "prompt_format", "text", "", "text, or ids: exactly N tokens, built from the target's /tokenize and sent as token ids (completions only)" },
 	{ "trials", "5", "", "cold+warm trials per length" },
 	{ "warm_repeats", "1", "", "warm requests after each cold one" },
 	{ "output_len", "10", "tokens", "max_tokens (CacheBlend: 10)" },
@@ -34,7 +38,7 @@ static int sweep_create(const struct kvb_wl_params *p, struct kvb_workload **out
 	size_t n_lens;
 	struct kvb_wl_list *l;
 	struct kvb_rng rng;
-	bool words;
+	bool words, ids;
 
 	if (kvb_wl_get_str(p, "lengths", "512,1024,2048,4096,8192", &lens_s) < 0 ||
 	    kvb_wl_get_str(p, "length_unit", "bytes", &unit) < 0 ||
@@ -43,6 +47,7 @@ static int sweep_create(const struct kvb_wl_params *p, struct kvb_workload **out
 	    kvb_wl_get_int(p, "output_len", 10, 1, 1000000, &olen) < 0 ||
 	    kvb_wl_get_int(p, "logprobs", -1, -1, 1000, &lps) < 0 ||
 	    kvb_wl_get_bool(p, "echo", false, &echo) < 0 ||
+	    kvb_wl_get_prompt_format(p, "ttft-sweep", &ids) < 0 ||
 	    kvb_wl_check_unused(p, "ttft-sweep") < 0)
 		return -1;
 	if (echo && (lps < 0 || p->endpoint != KVB_EP_COMPLETIONS)) {
@@ -60,12 +65,20 @@ static int sweep_create(const struct kvb_wl_params *p, struct kvb_workload **out
 	for (size_t i = 0; i < n_lens; i++)
 		for (int64_t t = 0; t < trials; t++) {
 			char tag[96];
-			char *text;
+			char *text = NULL;
+			int32_t *pids = NULL;
 			/* the unique part first: no two trials share even one KV block */
 			kvb_rng_seed(&rng, p->seed ^ ((uint64_t)lens[i] << 32) ^ (uint64_t)t);
 			snprintf(tag, sizeof(tag), "%016llx-%d-%lld: ",
 				 (unsigned long long)kvb_rng_next(&rng), lens[i], (long long)t);
-			if (words) {
+			if (ids) {
+				if (kvb_wl_exact_ids(p, "ttft-sweep", tag, " Hello", (size_t)lens[i],
+						     &pids) < 0) {
+					free(lens);
+					kvb_wl_list_free(l);
+					return -1;
+				}
+			} else if (words) {
 				struct kv_buf b = KV_BUF_INIT(0);
 				kv_buf_puts(&b, tag);
 				for (int k = 0; k < lens[i]; k++)
@@ -77,7 +90,13 @@ static int sweep_create(const struct kvb_wl_params *p, struct kvb_workload **out
 			for (int64_t w = 0; w <= warm; w++) {
 				struct kvb_req *r = kvb_req_new(p->endpoint, "len=%d/trial=%lld", lens[i],
 								(long long)t);
-				kvb_req_set_text(r, text);
+				if (ids) {
+					r->prompt_ids = xmalloc((size_t)lens[i] * sizeof(*pids));
+					memcpy(r->prompt_ids, pids, (size_t)lens[i] * sizeof(*pids));
+					r->n_prompt_ids = (size_t)lens[i];
+				} else {
+					kvb_req_set_text(r, text);
+				}
 				r->pass = (int)w;
 				r->max_tokens = (int)olen;
 				r->logprobs = (int)lps;
@@ -87,6 +106,7 @@ static int sweep_create(const struct kvb_wl_params *p, struct kvb_workload **out
 				kvb_wl_list_add(l, r, true);
 			}
 			free(text);
+			free(pids);
 		}
 	free(lens);
 	*out = kvb_wl_list_workload(l, "ttft-sweep");

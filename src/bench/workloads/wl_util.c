@@ -248,3 +248,63 @@ char *kvb_filler(const char *tag, const char *word, size_t n)
 	s[n] = '\0';
 	return s;
 }
+
+int kvb_wl_exact_ids(const struct kvb_wl_params *p, const char *what, const char *tag,
+		     const char *unit, size_t n, int32_t **out)
+{
+	int32_t *t = NULL, *u = NULL, *v;
+	size_t nt = 0, nu = 0;
+	int rc = -1;
+
+	*out = NULL;
+	if (!p->tokenize) {
+		kv_error("%s: prompt_format=ids needs a target server to tokenize with", what);
+		return -1;
+	}
+	if (p->tokenize(p->tokenize_ctx, tag, &t, &nt) < 0 ||
+	    p->tokenize(p->tokenize_ctx, unit, &u, &nu) < 0)
+		goto out;
+	if (!nu) {
+		kv_error("%s: the server's /tokenize returned no ids for '%s'", what, unit);
+		goto out;
+	}
+	if (nt > n) {
+		kv_error("%s: length %zu is shorter than the %zu tokens of the prompt's tag", what,
+			 n, nt);
+		goto out;
+	}
+	v = xmalloc(KV_MAX(n, (size_t)1) * sizeof(*v));
+	if (nt)
+		memcpy(v, t, nt * sizeof(*v));
+	for (size_t i = nt, k = 0; i < n; i++, k = (k + 1) % nu)
+		v[i] = u[k];
+	*out = v;
+	rc = 0;
+out:
+	free(t);
+	free(u);
+	return rc;
+}
+
+int kvb_wl_get_prompt_format(const struct kvb_wl_params *p, const char *workload, bool *ids)
+{
+	const char *fmt;
+
+	*ids = false;
+	if (kvb_wl_get_str(p, "prompt_format", "text", &fmt) < 0)
+		return -1;
+	if (strcmp(fmt, "text") && strcmp(fmt, "ids")) {
+		kv_error("%s: prompt_format: expected text or ids, got '%s'", workload, fmt);
+		return -1;
+	}
+	*ids = !strcmp(fmt, "ids");
+	if (*ids && p->endpoint != KVB_EP_COMPLETIONS) {
+		kv_error("%s: prompt_format=ids needs the completions endpoint", workload);
+		return -1;
+	}
+	if (*ids && !p->tokenize) {
+		kv_error("%s: prompt_format=ids needs a target server's /tokenize", workload);
+		return -1;
+	}
+	return 0;
+}

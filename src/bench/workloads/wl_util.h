@@ -57,4 +57,18 @@ int kvb_parse_int_list(const char *key, const char *s, int64_t min, int64_t max,
 /* Filler text of exactly n bytes: tag then repetitions of word + " ". */
 char *kvb_filler(const char *tag, const char *word, size_t n);
 
+/*
+ * prompt_format=ids: exactly n token ids = ids(tag) then ids(unit) repeated
+ * and cut, both from p->tokenize (the target's /tokenize, special tokens
+ * off). The text is tokenized, never the ids guessed, so the prompt is
+ * tokens this model knows; its length is n on any engine. *out: malloc'ed,
+ * owned by the caller. -1 (one error line) when p->tokenize is NULL, when
+ * unit yields no ids or when ids(tag) is longer than n; what names the key.
+ */
+int kvb_wl_exact_ids(const struct kvb_wl_params *p, const char *what, const char *tag,
+		     const char *unit, size_t n, int32_t **out);
+/* Parses prompt_format (text|ids; default text) into *ids; ids needs the
+ * completions endpoint and p->tokenize. */
+int kvb_wl_get_prompt_format(const struct kvb_wl_params *p, const char *workload, bool *ids);
+
 #endif
