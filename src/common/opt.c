@@ -272,6 +272,19 @@ void kv_opt_help(FILE *out, const struct kv_cmd_info *info, const struct kv_opt 
 	fprintf(out, "\n");
 }
 
+/* Takes a malloc'ed string; returns it with '|' escaped for a Markdown table cell. */
+static char *md_escape(char *s)
+{
+	struct kv_buf b = KV_BUF_INIT(0);
+	for (const char *p = s; *p; p++) {
+		if (*p == '|')
+			kv_buf_putc(&b, '\\');
+		kv_buf_putc(&b, *p);
+	}
+	free(s);
+	return kv_buf_detach(&b, NULL);
+}
+
 void kv_opt_markdown(FILE *out, const struct kv_cmd_info *info, const struct kv_opt *opts)
 {
 	fprintf(out, "### `%s %s`\n\n", info->name, info->usage ? info->usage : "[options]");
@@ -282,7 +295,7 @@ void kv_opt_markdown(FILE *out, const struct kv_cmd_info *info, const struct kv_
 		char *arg, *def;
 		if (o->type == KV_OPT_T_GROUP || (o->flags & KV_OPT_HIDDEN))
 			continue;
-		arg = arg_text(o);
+		arg = md_escape(arg_text(o));
 		def = default_text(o);
 		fprintf(out, "| `%s%s%s%s%s` | %s | %s | %s |\n",
 			o->short_name ? "-" : "", o->short_name ? (char[]){ o->short_name, 0 } : "",
