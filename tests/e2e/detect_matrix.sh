@@ -17,6 +17,7 @@ for f in bitflip truncate wrong-key stale drop-key:salt offset swap-kv lossy; do
 	grep -q "^$f,[^,]*,[^,]*,[0-9]*,yes," "$OUT/matrix.csv" || { echo "FAIL $f not detected"; fail=1; }
 done
 grep -q '^none (connector fp32),.*,no,-,' "$OUT/matrix.csv" || { echo "FAIL clean row missing or alarmed"; fail=1; }
+grep -q "^none (no connector; reuse claimed),.*,yes,cache_path," "$OUT/matrix.csv" || { echo "FAIL connector-off row not caught by cache_path"; fail=1; }
 grep -q '^none (chunk 256.*,yes,cache_path,' "$OUT/matrix.csv" || { echo "FAIL never-exercised row not caught by cache_path"; fail=1; }
 if grep -q '^none.*FALSE_ALARM' "$OUT/matrix.csv"; then echo "FAIL false alarm on a clean row"; fail=1; fi
 [ -s "$OUT/matrix.json" ] || { echo "FAIL matrix.json missing"; fail=1; }
