@@ -96,7 +96,7 @@ FAILS=0
 
 # row FAULT CLASS EXPECT(detect|clean) DIR NOTES: runs kvbench check, appends a row
 row() {
-	local fault=$1 class=$2 expect=$3 d=$4 notes=${5//,/;} rc checks first req det ok
+	local fault=${1//,/;} class=$2 expect=$3 d=$4 notes=${5//,/;} rc checks first req det ok
 	"$KVBENCH" check "$REFX/outputs.jsonl" "$d/outputs.jsonl" --base-pass 0 --cand-pass 1 \
 		--tolerance fp32 --metrics-before "$d/m0" --metrics-after "$d/m1" --claims-reuse \
 		--divergences "$d/div.jsonl" --json "$d/check.json" >"$d/check.txt" 2>&1
@@ -153,7 +153,7 @@ enc_row() {
 	start_engine "$d.log" "${BASE[@]}" "${CONN[@]}" --kv-fault "$f" \
 		--kv-disk-dir "$dd" --kv-disk-bytes 64MiB && bench "$d"
 	stop_engine
-	row "$f (int8 stored, fp32 served)" "$cls" detect "$d" "int8 chunks on disk served to an fp32 engine"
+	row "$f (int8 stored; fp32 served)" "$cls" detect "$d" "int8 chunks on disk served to an fp32 engine"
 }
 
 # noecho ROW-FUNCTION ARGS...: runs a row with the workload without echo

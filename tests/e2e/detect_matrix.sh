@@ -13,6 +13,7 @@ cat "$OUT/matrix.csv" 2>/dev/null || true
 fail=0
 [ "$rc" -eq 0 ] || { echo "FAIL detect-matrix exited $rc"; fail=1; }
 # each class row exists and is detected; clean rows are not
+grep -q "^zero-tail,[^,]*no echo),[0-9]*,yes," "$OUT/matrix.csv" || { echo "FAIL zero-tail (no echo) not detected"; fail=1; }
 for f in bitflip truncate wrong-key stale drop-key:salt offset swap-kv lossy; do
 	grep -q "^$f,[^,]*,[^,]*,[0-9]*,yes," "$OUT/matrix.csv" || { echo "FAIL $f not detected"; fail=1; }
 done
