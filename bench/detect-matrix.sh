@@ -5,7 +5,8 @@
 # Clean rows (no fault, numerics-only changes) must show no alarm.
 #
 # usage: bench/detect-matrix.sh BUILD_DIR [OUT_DIR]
-# env:   DETECT_REPS=N      repetitions of each clean row (default 3)
+# env:   DETECT_BENCH_ARGS="--no-stream"  extra kvbench bench flags
+#        DETECT_REPS=N      repetitions of each clean row (default 3)
 #        DETECT_REDUCED=1   one fault per class + clean rows (CI)
 # Writes OUT_DIR/matrix.csv and OUT_DIR/matrix.json; exit 0 when every fault row is
 # detected and every clean row passes, 1 otherwise, 2 on usage errors.
@@ -43,11 +44,14 @@ LENGTHS=47,48,49,97,120
 TRIALS=2
 WL=(-w ttft-sweep --set lengths=$LENGTHS --set trials=$TRIALS --set output_len=8
     --set logprobs=5 --set echo=true --return-token-ids --no-progress)
+# DETECT_BENCH_ARGS: extra kvbench bench flags (e.g. --no-stream), split on spaces
+read -r -a XARGS <<<"${DETECT_BENCH_ARGS:-}"
+WL+=("${XARGS[@]}")
 WL_ECHO=("${WL[@]}")
 # without echo: kvserve recomputes the last loaded row when prompt logprobs are asked
 # for, which hides a corrupted tail row (zero-tail), so some rows also run without echo
 WL_NOECHO=(-w ttft-sweep --set lengths=$LENGTHS --set trials=$TRIALS --set output_len=8
-    --set logprobs=5 --return-token-ids --no-progress)
+    --set logprobs=5 --return-token-ids --no-progress "${XARGS[@]}")
 BASE=(--port 0 --threads 1 --no-prefix-cache)
 CONN=(--kv-chunk-size $CHUNK --kv-cpu-bytes 64MiB)
 
