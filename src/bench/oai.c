@@ -371,7 +371,8 @@ void kvb_oai_finish(struct kvb_oai *o)
 		memmove(o->lps, o->lps + np, (o->n_lps - np) * sizeof(*o->lps));
 		o->n_lps -= np;
 		np = KV_MIN(np, o->n_tok_t);
-		memmove(o->tok_t, o->tok_t + np, (o->n_tok_t - np) * sizeof(*o->tok_t));
+		if (np) /* tok_t is NULL without streaming */
+			memmove(o->tok_t, o->tok_t + np, (o->n_tok_t - np) * sizeof(*o->tok_t));
 		o->n_tok_t -= np;
 		res->t_first_token = o->n_tok_t ? o->tok_t[0] : 0;
 	}
