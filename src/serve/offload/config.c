@@ -136,8 +136,12 @@ int kvo_config_set(struct kvo_config *c, const char *key, const char *val, bool 
 		}
 		if (!strcmp(key, "local_cpu"))
 			c->local_cpu = b;
-		else if (!strcmp(key, "save_decode_cache"))
+		else if (!strcmp(key, "save_decode_cache")) {
 			c->save_decode_cache = b;
+			if (b)
+				kv_warn("%s: save_decode_cache: not implemented yet; only prompt "
+					"tokens are stored", where);
+		}
 		else
 			c->save_unfull_chunk = b;
 		return 0;
