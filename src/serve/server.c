@@ -569,6 +569,7 @@ struct stream {
 	size_t sent_text;
 	size_t offset;
 	bool started, finished, done;
+	bool echoed;      /* the first content chunk (with the echoed prompt) went out */
 	struct kv_buf out;
 	size_t out_pos;
 };
@@ -608,7 +609,9 @@ static void stream_collect(struct stream *st)
 		json_object_set_new(c, "choices", json_pack("[o]", ch));
 		sse(st, c);
 	}
-	bool first = !st->started;
+	/* The echo rides on the first chunk that is sent, which is not the
+	 * first call when no token is ready yet. */
+	bool first = !st->echoed;
 	st->started = true;
 	if (nt > st->sent_tokens || tr > st->sent_text || (fin && !st->finished)) {
 		json_t *c = chunk_base(st);
@@ -654,6 +657,7 @@ static void stream_collect(struct stream *st)
 		sse(st, c);
 		st->sent_tokens = nt;
 		st->sent_text = tr;
+		st->echoed = true;
 	}
 	if (fin && !st->finished) {
 		st->finished = true;
