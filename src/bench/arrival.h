@@ -12,19 +12,8 @@
 #ifndef KVB_ARRIVAL_H
 #define KVB_ARRIVAL_H
 
+#include "rand.h"
 #include "runner.h"
-
-/* xoshiro256** state; also used by workloads that need a seeded stream. */
-struct kvb_rand {
-	uint64_t s[4];
-};
-
-void kvb_rand_seed(struct kvb_rand *r, uint64_t seed);
-uint64_t kvb_rand_u64(struct kvb_rand *r);
-/* Uniform in [0, 1). */
-double kvb_rand_unit(struct kvb_rand *r);
-/* Uniform in [0, n); n > 0. */
-uint64_t kvb_rand_below(struct kvb_rand *r, uint64_t n);
 
 struct kvb_arrival_gen {
 	enum kvb_arrival kind;

@@ -10,6 +10,7 @@
 #include "report/chart.h"
 #include "report/data.h"
 #include "report/stats.h"
+#include "rand.h"
 
 static void ticks(double lo, double hi, int want, double elo, double ehi, double estep)
 {
@@ -66,16 +67,17 @@ static void test_quantiles(void **state)
 
 static void test_stat_of(void **state)
 {
-	uint64_t rng = 9;
+	struct kvb_rand rng;
 	(void)state;
+	kvb_rand_seed(&rng, 9);
 	/* The selection-based statistics agree with the sorted quantiles. */
 	for (size_t n = 1; n < 300; n += 7) {
 		double *a = malloc(n * sizeof(*a)), *b = malloc(n * sizeof(*b));
 		for (size_t i = 0; i < n; i++)
-			a[i] = b[i] = (double)(kvr_rand(&rng) % 50);   /* many ties */
+			a[i] = b[i] = (double)kvb_rand_below(&rng, 50);   /* many ties */
 		assert_true(fabs(kvr_stat_of(KVR_P50, a, n) - kvr_quantile(b, n, 0.5)) < 1e-12);
 		for (size_t i = 0; i < n; i++)
-			a[i] = b[i] = (double)(kvr_rand(&rng) % 1000) / 7;
+			a[i] = b[i] = (double)kvb_rand_below(&rng, 1000) / 7;
 		assert_true(fabs(kvr_stat_of(KVR_P99, a, n) - kvr_quantile(b, n, 0.99)) < 1e-12);
 		assert_true(fabs(kvr_stat_of(KVR_P90, a, n) - kvr_quantile(b, n, 0.90)) < 1e-12);
 		free(a);
@@ -86,10 +88,11 @@ static void test_stat_of(void **state)
 static void test_bootstrap(void **state)
 {
 	double a[200], b[200], lo, hi, lo2, hi2;
-	uint64_t rng = 42;
+	struct kvb_rand rng;
 	(void)state;
+	kvb_rand_seed(&rng, 42);
 	for (int i = 0; i < 200; i++) {
-		a[i] = 1.0 + (double)(kvr_rand(&rng) % 1000) / 10000.0;   /* ~1.05 */
+		a[i] = 1.0 + (double)kvb_rand_below(&rng, 1000) / 10000.0;   /* ~1.05 */
 		b[i] = a[i] + 0.5;
 	}
 	assert_int_equal(kvr_bootstrap(a, 200, b, 200, KVR_MEAN, false, 500, 0.95, 7, &lo, &hi), 0);

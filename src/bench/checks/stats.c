@@ -6,6 +6,7 @@
 
 #include "common/buf.h"
 #include "checks/checks.h"
+#include "rand.h"
 #include "common/banned.h"
 
 #define MAX_TOKENS 20000 /* per text, for F1 and ROUGE-L (bounded work) */
@@ -60,14 +61,6 @@ double kvb_mcnemar_exact(size_t b, size_t c)
 	return p > 1 ? 1.0 : p;
 }
 
-static uint64_t splitmix(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 static int cmp_dbl(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -88,7 +81,7 @@ void kvb_bootstrap_diff(const double *x, const double *y, size_t n, unsigned ite
 			uint64_t seed, double level, double *mean, double *lo, double *hi)
 {
 	double *m;
-	uint64_t s = seed;
+	struct kvb_rand rng;
 	double sum = 0;
 
 	if (!n) {
@@ -100,11 +93,12 @@ void kvb_bootstrap_diff(const double *x, const double *y, size_t n, unsigned ite
 	*mean = sum / (double)n;
 	if (!iters)
 		iters = KVB_BOOTSTRAP_ITERS;
+	kvb_rand_seed(&rng, seed);
 	m = xmalloc(iters * sizeof(*m));
 	for (unsigned b = 0; b < iters; b++) {
 		double t = 0;
 		for (size_t i = 0; i < n; i++) {
-			size_t j = (size_t)(splitmix(&s) % n);
+			size_t j = (size_t)kvb_rand_below(&rng, n);
 			t += y[j] - x[j];
 		}
 		m[b] = t / (double)n;

@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "common/util.h"
+#include "rand.h"
 #include "common/banned.h"
 
 static int dcmp(const void *a, const void *b)
@@ -99,31 +100,23 @@ double kvr_stat_of(enum kvr_statistic st, double *v, size_t n)
 	return NAN;
 }
 
-uint64_t kvr_rand(uint64_t *state)
+static void resample(const double *src, size_t n, double *dst, struct kvb_rand *rng)
 {
-	uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static void resample(const double *src, size_t n, double *dst, uint64_t *rng)
-{
-	/* Lemire's multiply-shift maps a 64-bit draw onto 0..n-1 without a division. */
 	for (size_t i = 0; i < n; i++)
-		dst[i] = src[(size_t)(((unsigned __int128)kvr_rand(rng) * n) >> 64)];
+		dst[i] = src[kvb_rand_below(rng, n)];
 }
 
 int kvr_bootstrap(const double *a, size_t na, const double *b, size_t nb, enum kvr_statistic st,
 		  bool ratio, int rounds, double level, uint64_t seed, double *lo, double *hi)
 {
 	double *ra, *rb, *d;
-	uint64_t rng = seed;
+	struct kvb_rand rng;
 	int k = 0;
 
 	*lo = *hi = NAN;
 	if (na == 0 || nb == 0 || rounds < 2)
 		return -1;
+	kvb_rand_seed(&rng, seed);
 	ra = xmalloc(na * sizeof(*ra));
 	rb = xmalloc(nb * sizeof(*rb));
 	d = xmalloc((size_t)rounds * sizeof(*d));

@@ -17,8 +17,6 @@ double kvr_quantile(double *v, size_t n, double q);
 /* The statistic of v (which may be reordered). */
 double kvr_stat_of(enum kvr_statistic st, double *v, size_t n);
 
-/* splitmix64: the one generator, seeded, so reports and compares repeat exactly. */
-uint64_t kvr_rand(uint64_t *state);
 
 /*
  * Bootstrap percentile interval (level e.g. 0.95) of stat(b) - stat(a)
