@@ -261,7 +261,8 @@ int model_adapter_parse(const char *spec, struct model_adapter_config *ac, char 
 			ac->rank = (int)v;
 		} else if (kl == 5 && !strncmp(key, "alpha", 5)) {
 			double d;
-			if (kv_parse_double(val, &d) < 0 || !(d > 0 && d <= 1e4)) {
+			/* > 0 as a float too: 1e-60 would round to 0 */
+			if (kv_parse_double(val, &d) < 0 || !(d > 0 && d <= 1e4) || !((float)d > 0)) {
 				snprintf(err, errlen, "'%s': alpha: expected a number in (0, 10000], got '%s'", spec, val);
 				return -1;
 			}

@@ -62,6 +62,8 @@ static void test_parse(void **state)
 		{ "a=1,alpha=0", "alpha" },
 		{ "a=1,alpha=-2", "alpha" },
 		{ "a=1,alpha=nan", "alpha" },
+		{ "0=4,alpha=7E-74", "alpha" }, /* found by fuzz_serve_adapter: 0 as a float */
+		{ "a=1,alpha=10001", "alpha" },
 		{ "a=1,seed=2", "unknown key 'seed'" },
 		{ "a=1,foo=2", "unknown key 'foo'" },
 		{ "a=1,rank", "expected key=value" },
