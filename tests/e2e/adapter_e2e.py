@@ -251,6 +251,27 @@ def model_drop():
         e.stop()
 
 
+def adapter_version(ref):
+    """FAULTS.md row 2: the same adapter name re-served with another seed is another version."""
+    dd = os.path.join(TMP, "disk-v")
+    disk = ["--kv-disk-dir", dd, "--kv-disk-bytes", "64MiB"]
+    for fault in ([], ["--kv-fault", "drop-key:adapter"]):
+        shutil.rmtree(dd, ignore_errors=True)
+        w = Engine(*CONN, *disk, "--adapter", "lora-a=12", *fault, log="writer-v.log")
+        w.complete(P, "lora-a")
+        w.stop()
+        e = Engine(*CONN, *disk, *ADAPTERS, *fault, log="reader-v.log")
+        r = e.complete(P, "lora-a")
+        if fault:
+            check("drop-key:adapter: lora-a=11 hits the chunks of lora-a=12 (%d cached), output "
+                  "differs from its cold output" % r["cached"],
+                  r["cached"] == FULL and not same(r, ref["lora-a"]))
+        else:
+            check("lora-a=11 gets no hit from the chunks lora-a=12 left on disk, its cold output",
+                  r["cached"] == 0 and same(r, ref["lora-a"]))
+        e.stop()
+
+
 def usage_errors():
     cases = [
         (["--adapter", "lora"], "--adapter: 'lora': expected NAME=SEED"),
@@ -283,6 +304,7 @@ if __name__ == "__main__":
     api()
     apc(REF)
     connector(REF)
+    adapter_version(REF)
     model_drop()
     print("%d check(s) failed" % len(FAILS) if FAILS else "all checks passed")
     sys.exit(1 if FAILS else 0)
