@@ -29,7 +29,7 @@ static double prefill(struct model *m, struct kvcache *kc, const int32_t *toks, 
 	for (int p = 0; p < n; p += chunk) {
 		int k = KV_MIN(chunk, n - p);
 		for (int i = 0; i < k; i++) {
-			rows[i] = (struct model_row){ toks[p + i], p + i, blocks, true, p + i == n - 1 ? lg : NULL };
+			rows[i] = (struct model_row){ toks[p + i], p + i, blocks, true, p + i == n - 1 ? lg : NULL, 0 };
 			*flops += model_flops_row(m, p + i, p + i == n - 1);
 		}
 		model_forward(m, &kc->kv, rows, k);
@@ -135,7 +135,7 @@ int main(int argc, char **argv)
 				for (int s = 0; s < steps; s++) {
 					for (int b = 0; b < B; b++)
 						rows[b] = (struct model_row){ toks[ctx + s], ctx + s, blocks, b == 0,
-									      lg + (size_t)b * (size_t)cfg.vocab };
+									      lg + (size_t)b * (size_t)cfg.vocab, 0 };
 					model_forward(&m, &kc.kv, rows, B);
 				}
 				double dt = now_s() - t0;

@@ -108,6 +108,8 @@ struct engine_req *engine_submit(struct engine *e, const int32_t *prompt, int n,
 
 	if (n < 1)
 		msg = "the prompt is empty";
+	else if (sp->adapter < 0 || sp->adapter > e->m->n_adapters)
+		msg = "unknown adapter";
 	for (int i = 0; !msg && i < n; i++)
 		if (prompt[i] < 0 || prompt[i] >= e->m->cfg.vocab)
 			msg = "token id out of range";
@@ -354,8 +356,14 @@ static void req_ns(const struct engine *e, const struct engine_req *r, struct kv
 {
 	memcpy(ns->model_id, e->m->id, 32);
 	ns->revision = e->m->revision;
-	ns->adapter = "";
-	ns->adapter_seed = 0;
+	if (r->sp.adapter > 0) {
+		const struct model_adapter *ad = &e->m->adapters[r->sp.adapter - 1];
+		ns->adapter = ad->cfg.name;
+		ns->adapter_seed = ad->version;
+	} else {
+		ns->adapter = "";
+		ns->adapter_seed = 0;
+	}
 	ns->salt = r->sp.salt ? r->sp.salt : "";
 }
 
@@ -796,7 +804,8 @@ int engine_step(struct engine *e)
 				struct model_row *row = &e->rows[nrows];
 				bool lg = p == r->n_all - 1 || (r->plp_pending && p < r->n_prompt - 1);
 				*row = (struct model_row){ r->all[p], p, r->blocks, p >= r->n_hit,
-							   lg ? e->logits + (size_t)nrows * (size_t)V : NULL };
+							   lg ? e->logits + (size_t)nrows * (size_t)V : NULL,
+							   r->sp.adapter };
 				nrows++;
 			}
 		}
@@ -892,6 +901,40 @@ static void hist_out(struct kv_buf *o, const char *name, const char *lab, const 
 	kv_buf_printf(o, "%s_sum{%s} %.6f\n", name, lab, sum);
 }
 
+/*
+ * vLLM's vllm:lora_requests_info gauge (only with adapters): the names of the
+ * adapters of running and of waiting requests, comma-separated, as labels;
+ * the value is the scrape's wall-clock time in seconds, as vLLM's.
+ */
+static void lora_info(struct engine *e, struct kv_buf *o)
+{
+	bool run[MODEL_MAX_ADAPTERS + 1] = { false }, wait[MODEL_MAX_ADAPTERS + 1] = { false };
+	const struct model *m = e->m;
+	if (!m->n_adapters)
+		return;
+	pthread_mutex_lock(&e->mu);
+	for (int i = 0; i < e->n_running; i++)
+		run[e->running[i]->sp.adapter] = true;
+	for (int i = 0; i < e->n_waiting; i++)
+		wait[e->waiting[i]->sp.adapter] = true;
+	for (struct engine_req *r = e->inc_head; r; r = r->next)
+		wait[r->sp.adapter] = true;
+	pthread_mutex_unlock(&e->mu);
+	struct kv_buf rs = KV_BUF_INIT(0), ws = KV_BUF_INIT(0);
+	for (int a = 1; a <= m->n_adapters; a++) {
+		if (run[a])
+			kv_buf_printf(&rs, "%s%s", rs.len ? "," : "", m->adapters[a - 1].cfg.name);
+		if (wait[a])
+			kv_buf_printf(&ws, "%s%s", ws.len ? "," : "", m->adapters[a - 1].cfg.name);
+	}
+	kv_buf_printf(o, "# HELP vllm:lora_requests_info Running stats on lora requests.\n"
+			 "# TYPE vllm:lora_requests_info gauge\n"
+			 "vllm:lora_requests_info{max_lora=\"%d\",waiting_lora_adapters=\"%s\",running_lora_adapters=\"%s\"} %.3f\n",
+		      m->n_adapters, kv_buf_str(&ws), kv_buf_str(&rs), (double)time(NULL));
+	kv_buf_release(&rs);
+	kv_buf_release(&ws);
+}
+
 void engine_metrics(struct engine *e, const char *model_name, struct kv_buf *o)
 {
 	struct engine_stats s;
@@ -926,6 +969,7 @@ void engine_metrics(struct engine *e, const char *model_name, struct kv_buf *o)
 	  s.computed_prompt_tokens);
 	C("kvserve:engine_steps_total", "Forward steps run.", s.steps);
 	C("kvserve:engine_rows_total", "Token rows computed in all steps.", s.rows);
+	lora_info(e, o);
 #undef G
 #undef C
 	if (e->conn && e->conn->ops->metrics) {

@@ -57,6 +57,7 @@ struct engine_sampling {
 	int nstop;
 	char *stop[ENGINE_MAX_STOP]; /* owned by the request after submit */
 	char *salt;              /* cache_salt, owned by the request after submit; may be NULL */
+	int adapter;             /* 0: the base model; i: the model's adapter i (model.h) */
 };
 
 enum engine_finish {

@@ -43,6 +43,32 @@ static const char *const matmul_choices[] = { "det", "blas", NULL };
 static uint64_t o_max_body = (uint64_t)16 << 20;
 static bool o_quiet = false;
 static const char *o_perturb = NULL;
+static struct model_adapter_config o_adapters[MODEL_MAX_ADAPTERS];
+static int o_n_adapters;
+
+/* --adapter NAME=SEED[,rank=R][,alpha=A], repeatable. */
+static int adapter_cb(const struct kv_opt *opt, const char *arg, void *ctx)
+{
+	struct model_adapter_config ac;
+	char err[256];
+	(void)opt;
+	(void)ctx;
+	if (o_n_adapters == MODEL_MAX_ADAPTERS) {
+		kv_error("serve: --adapter: at most %d adapters", MODEL_MAX_ADAPTERS);
+		return -1;
+	}
+	if (model_adapter_parse(arg, &ac, err, sizeof(err)) < 0) {
+		kv_error("serve: --adapter: %s", err);
+		return -1;
+	}
+	for (int i = 0; i < o_n_adapters; i++)
+		if (!strcmp(o_adapters[i].name, ac.name)) {
+			kv_error("serve: --adapter: '%s' is given twice", ac.name);
+			return -1;
+		}
+	o_adapters[o_n_adapters++] = ac;
+	return 0;
+}
 
 static const struct kv_opt serve_opts_model[] = {
 	KV_OPT_GROUP("Model"),
@@ -55,6 +81,8 @@ static const struct kv_opt serve_opts_model[] = {
 		      "projections: det (own kernel, batch-invariant, bitwise reproducible) or blas (OpenBLAS sgemm)"),
 	KV_OPT_STRING(0, "perturb", &o_perturb, "LAYER:SCALE",
 		      "scale the attention output weights of one layer (a new weights revision)"),
+	KV_OPT_CALLBACK(0, "adapter", "NAME=SEED[,rank=R][,alpha=A]", adapter_cb,
+			"serve a low-rank adapter as model NAME (repeatable, up to 16; rank 8, alpha rank/4)"),
 };
 
 static const struct kv_opt serve_opts_sched[] = {
@@ -175,6 +203,18 @@ static int cmd_serve(int argc, char **argv)
 			 o_perturb);
 		goto out;
 	}
+	const char *served = o_served_name ? o_served_name : o_model;
+	for (int i = 0; i < o_n_adapters; i++) {
+		if (!strcmp(o_adapters[i].name, served)) {
+			kv_error("serve: --adapter: '%s' is the served model's name", served);
+			goto out;
+		}
+		if (o_adapters[i].rank > cfg.dim) {
+			kv_error("serve: --adapter: %s: rank %d is larger than the model dim %d", o_adapters[i].name,
+				 o_adapters[i].rank, cfg.dim);
+			goto out;
+		}
+	}
 	size_t bb = kvcache_block_bytes((int)o_block_size, cfg.n_layers, cfg.n_kv_heads * cfg.head_dim);
 	int64_t nblocks = o_num_blocks ? o_num_blocks : (int64_t)(o_kv_bytes / bb);
 	if (nblocks < 1) {
@@ -194,6 +234,8 @@ static int cmd_serve(int argc, char **argv)
 	model_init(&m, &cfg, (int)o_threads, !strcmp(o_matmul, "blas") ? MODEL_MM_BLAS : MODEL_MM_DET,
 		   (int)o_max_model_len);
 	model_ok = true;
+	for (int i = 0; i < o_n_adapters; i++)
+		model_add_adapter(&m, &o_adapters[i]);
 	struct engine_config ec = {
 		.threads = (int)o_threads,
 		.max_num_seqs = (int)o_max_num_seqs,
@@ -209,13 +251,16 @@ static int cmd_serve(int argc, char **argv)
 		if (serve_hooks[i](e, &m))
 			goto out;
 	engine_start(e);
-	struct server_config sc = { o_host, (int)o_port, o_served_name ? o_served_name : o_model, o_max_body };
+	struct server_config sc = { o_host, (int)o_port, served, o_max_body };
 	srv = server_start(e, &sc, err, sizeof(err));
 	if (!srv) {
 		kv_error("serve: %s", err);
 		rc = 3;
 		goto out;
 	}
+	for (int i = 0; i < o_n_adapters; i++)
+		kv_info("adapter %s: seed %llu, rank %d, alpha %g", o_adapters[i].name,
+			(unsigned long long)o_adapters[i].seed, o_adapters[i].rank, (double)o_adapters[i].alpha);
 	kv_info("serving %s on http://%s:%d (%lld KV blocks of %lld tokens, %lld threads)", sc.model_name,
 		o_host, server_port(srv), (long long)nblocks, (long long)o_block_size, (long long)o_threads);
 	int sig = 0;

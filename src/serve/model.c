@@ -188,6 +188,142 @@ int model_config_parse(const char *spec, struct model_config *cfg, char *err, si
 	return 0;
 }
 
+/* ---- adapters ---- */
+
+static bool adapter_name_ok(const char *s, size_t n)
+{
+	if (n == 0 || n >= MODEL_ADAPTER_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-' || c == ':' || c == '/'))
+			return false;
+	}
+	return true;
+}
+
+int model_adapter_parse(const char *spec, struct model_adapter_config *ac, char *err, size_t errlen)
+{
+	const char *eq = strchr(spec, '=');
+	const char *comma;
+	char val[64];
+	int64_t v;
+	bool have_alpha = false;
+
+	memset(ac, 0, sizeof(*ac));
+	ac->rank = 8;
+	if (!eq) {
+		snprintf(err, errlen, "'%s': expected NAME=SEED[,rank=R][,alpha=A]", spec);
+		return -1;
+	}
+	if (!adapter_name_ok(spec, (size_t)(eq - spec))) {
+		snprintf(err, errlen, "'%s': the name must be 1..%d characters of A-Z a-z 0-9 . _ - : /",
+			 spec, MODEL_ADAPTER_NAME_MAX - 1);
+		return -1;
+	}
+	memcpy(ac->name, spec, (size_t)(eq - spec));
+	ac->name[eq - spec] = 0;
+	const char *p = eq + 1;
+	for (int field = 0; ; field++) {
+		comma = strchr(p, ',');
+		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+		const char *key = field ? p : "seed", *fv = p;
+		size_t kl = strlen(key);
+		if (field) {
+			const char *e2 = memchr(p, '=', n);
+			if (!e2) {
+				snprintf(err, errlen, "'%s': expected key=value at '%.*s'", spec, (int)n, p);
+				return -1;
+			}
+			kl = (size_t)(e2 - p);
+			fv = e2 + 1;
+			n -= kl + 1;
+		}
+		if (n >= sizeof(val)) {
+			snprintf(err, errlen, "'%s': value too long", spec);
+			return -1;
+		}
+		memcpy(val, fv, n);
+		val[n] = 0;
+		if (kl == 4 && !strncmp(key, "seed", 4) && !field) {
+			if (kv_parse_i64(val, 0, INT64_MAX, &v) < 0) {
+				snprintf(err, errlen, "'%s': seed: expected a non-negative integer, got '%s'", spec, val);
+				return -1;
+			}
+			ac->seed = (uint64_t)v;
+		} else if (kl == 4 && !strncmp(key, "rank", 4)) {
+			if (kv_parse_i64(val, 1, MODEL_ADAPTER_MAX_RANK, &v) < 0) {
+				snprintf(err, errlen, "'%s': rank: expected an integer in 1..%d, got '%s'", spec,
+					 MODEL_ADAPTER_MAX_RANK, val);
+				return -1;
+			}
+			ac->rank = (int)v;
+		} else if (kl == 5 && !strncmp(key, "alpha", 5)) {
+			double d;
+			/* > 0 as a float too: 1e-60 would round to 0 */
+			if (kv_parse_double(val, &d) < 0 || !(d > 0 && d <= 1e4) || !((float)d > 0)) {
+				snprintf(err, errlen, "'%s': alpha: expected a number in (0, 10000], got '%s'", spec, val);
+				return -1;
+			}
+			ac->alpha = (float)d;
+			have_alpha = true;
+		} else {
+			snprintf(err, errlen, "'%s': unknown key '%.*s' (rank, alpha)", spec, (int)kl, key);
+			return -1;
+		}
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
+	if (!have_alpha)
+		ac->alpha = (float)ac->rank / 4.0f; /* scale 0.25 */
+	return 0;
+}
+
+#define ADAPTER_STREAM (1ull << 32) /* adapter tensors' streams, apart from the base's */
+
+int model_add_adapter(struct model *m, const struct model_adapter_config *ac)
+{
+	const struct model_config *c = &m->cfg;
+	int D = c->dim, KV = m->kv_dim, r = ac->rank;
+	static const int outs[MODEL_AP_COUNT] = { 0, 1, 1, 0 }; /* 1: kv_dim, 0: dim */
+
+	assert(m->n_adapters < MODEL_MAX_ADAPTERS && r >= 1 && r <= D);
+	struct model_adapter *ad = &m->adapters[m->n_adapters];
+	memset(ad, 0, sizeof(*ad));
+	ad->cfg = *ac;
+	ad->scale = ac->alpha / (float)r;
+	size_t n = (size_t)c->n_layers * MODEL_AP_COUNT;
+	ad->a = xcalloc(n, sizeof(*ad->a));
+	ad->b = xcalloc(n, sizeof(*ad->b));
+	/* A x has unit variance for unit-RMS x, B (A x) too: scale 1 would move
+	 * a projection as much as the base weights do. The default 0.25 changes
+	 * kv-tiny's greedy text within a few tokens (teacher-forced |dlogprob|
+	 * up to ~7) and keeps it as text-like as the base's. */
+	float sa = sqrtf(3.0f / (float)D), sb = sqrtf(3.0f / (float)r);
+	uint64_t st = ADAPTER_STREAM;
+	for (size_t i = 0; i < n; i++) {
+		int out = outs[i % MODEL_AP_COUNT] ? KV : D;
+		mat_init(&ad->a[i], D, r, ac->seed, st++, sa, false);
+		mat_init(&ad->b[i], r, out, ac->seed, st++, sb, false);
+	}
+	uint64_t sm = ac->seed ^ ((uint64_t)r << 48);
+	uint32_t bits;
+	memcpy(&bits, &ac->alpha, 4);
+	sm ^= (uint64_t)bits << 8;
+	ad->version = splitmix64(&sm);
+	return ++m->n_adapters;
+}
+
+int model_find_adapter(const struct model *m, const char *name)
+{
+	for (int i = 0; i < m->n_adapters; i++)
+		if (!strcmp(m->adapters[i].cfg.name, name))
+			return i + 1;
+	return 0;
+}
+
 /* ---- matmul ---- */
 
 struct mm_job {
@@ -375,6 +511,15 @@ void model_release(struct model *m)
 		mat_release(&L->w2);
 	}
 	free(m->layers);
+	for (int i = 0; i < m->n_adapters; i++) {
+		struct model_adapter *ad = &m->adapters[i];
+		for (int k = 0; k < m->cfg.n_layers * MODEL_AP_COUNT; k++) {
+			mat_release(&ad->a[k]);
+			mat_release(&ad->b[k]);
+		}
+		free(ad->a);
+		free(ad->b);
+	}
 	mat_release(&m->lm_head);
 	free(m->tok_emb);
 	free(m->final_norm);
@@ -393,6 +538,10 @@ void model_release(struct model *m)
 	free(m->h3);
 	free(m->lx);
 	free(m->lg);
+	free(m->ax);
+	free(m->at);
+	free(m->ay);
+	free(m->arows);
 	pool_free(m->pool);
 	memset(m, 0, sizeof(*m));
 }
@@ -414,6 +563,10 @@ static void grow_scratch(struct model *m, int rows)
 	m->lx = xrealloc(m->lx, r * D * sizeof(float));
 	m->lg = xrealloc(m->lg, r * V * sizeof(float));
 	m->tiles = xrealloc(m->tiles, (r + 1) * sizeof(int));
+	m->ax = xrealloc(m->ax, r * D * sizeof(float));
+	m->at = xrealloc(m->at, r * MODEL_ADAPTER_MAX_RANK * sizeof(float));
+	m->ay = xrealloc(m->ay, r * D * sizeof(float));
+	m->arows = xrealloc(m->arows, r * sizeof(int));
 	m->scratch_rows = rows;
 }
 
@@ -656,6 +809,38 @@ static float silu(float x)
 	return x / (1.0f + expf(-x));
 }
 
+/*
+ * y[row] += scale * B (A x[row]) for the rows of each adapter (projection p
+ * of layer l; x rows of dim floats, y rows of out floats). The rows of one
+ * adapter are gathered so that A and B run once per adapter; the det kernel
+ * (their matrices keep no raw copy for sgemm) computes each row alone.
+ */
+static void adapter_delta(struct model *m, const struct model_row *rows, int nrows, int l, int p,
+			  const float *x, float *y, int out)
+{
+	size_t D = (size_t)m->cfg.dim, O = (size_t)out;
+	for (int a = 1; a <= m->n_adapters; a++) {
+		const struct model_adapter *ad = &m->adapters[a - 1];
+		int n = 0;
+		for (int i = 0; i < nrows; i++)
+			if (rows[i].adapter == a)
+				m->arows[n++] = i;
+		if (!n)
+			continue;
+		for (int i = 0; i < n; i++)
+			memcpy(m->ax + (size_t)i * D, x + (size_t)m->arows[i] * D, D * sizeof(float));
+		size_t w = (size_t)l * MODEL_AP_COUNT + (size_t)p;
+		model_matmul(m, &ad->a[w], m->ax, n, m->at);
+		model_matmul(m, &ad->b[w], m->at, n, m->ay);
+		for (int i = 0; i < n; i++) {
+			float *yr = y + (size_t)m->arows[i] * O;
+			const float *d = m->ay + (size_t)i * O;
+			for (size_t j = 0; j < O; j++)
+				yr[j] += ad->scale * d[j];
+		}
+	}
+}
+
 void model_forward(struct model *m, const struct model_kv *kv, struct model_row *rows, int nrows)
 {
 	const struct model_config *c = &m->cfg;
@@ -664,8 +849,11 @@ void model_forward(struct model *m, const struct model_kv *kv, struct model_row 
 	if (nrows <= 0)
 		return;
 	grow_scratch(m, nrows);
+	bool any_adapter = false;
 	for (int i = 0; i < nrows; i++) {
 		assert(rows[i].tok >= 0 && rows[i].tok < c->vocab && rows[i].pos < m->max_pos);
+		assert(rows[i].adapter >= 0 && rows[i].adapter <= m->n_adapters);
+		any_adapter |= rows[i].adapter > 0;
 		memcpy(m->x + (size_t)i * (size_t)D, m->tok_emb + (size_t)rows[i].tok * (size_t)D,
 		       (size_t)D * sizeof(float));
 	}
@@ -686,6 +874,11 @@ void model_forward(struct model *m, const struct model_kv *kv, struct model_row 
 		model_matmul(m, &L->wq, m->xn, nrows, m->q);
 		model_matmul(m, &L->wk, m->xn, nrows, m->k);
 		model_matmul(m, &L->wv, m->xn, nrows, m->v);
+		if (any_adapter) {
+			adapter_delta(m, rows, nrows, l, MODEL_AP_Q, m->xn, m->q, D);
+			adapter_delta(m, rows, nrows, l, MODEL_AP_K, m->xn, m->k, KV);
+			adapter_delta(m, rows, nrows, l, MODEL_AP_V, m->xn, m->v, KV);
+		}
 		for (int i = 0; i < nrows; i++) {
 			const struct model_row *r = &rows[i];
 			rope(m, m->q + (size_t)i * (size_t)D, c->n_heads, r->pos);
@@ -701,6 +894,8 @@ void model_forward(struct model *m, const struct model_kv *kv, struct model_row 
 		struct att_job aj = { m, kv, rows, m->tiles, l };
 		pool_run(m->pool, m->ntiles * c->n_kv_heads, att_task, &aj);
 		model_matmul(m, &L->wo, m->att, nrows, m->xn);
+		if (any_adapter)
+			adapter_delta(m, rows, nrows, l, MODEL_AP_O, m->att, m->xn, D);
 		for (size_t i = 0; i < (size_t)nrows * (size_t)D; i++)
 			m->x[i] += m->xn[i];
 		for (int i = 0; i < nrows; i++)

@@ -62,6 +62,38 @@ struct model_layer {
 	struct model_mat wq, wk, wv, wo, w1, w3, w2;
 };
 
+/*
+ * Low-rank adapters (LoRA-style, served as extra model names the way vLLM
+ * serves LoRA). Adapter a adds scale * B (A x) to the wq, wk, wv and wo
+ * projections of every layer, scale = alpha / rank; A is [in][rank] and B
+ * [rank][out] (y = x W convention), both drawn deterministically from the
+ * adapter's seed like the base weights. Each row of a batch names its
+ * adapter (model_row.adapter), so one batch mixes base and adapter rows
+ * (vLLM's punica-style per-row selection). The delta is always computed by
+ * the det kernel on the rows of one adapter gathered together, so it adds no
+ * batch dependence: under --matmul det a row is bitwise the same whatever
+ * else is in the batch.
+ */
+#define MODEL_MAX_ADAPTERS 16
+#define MODEL_ADAPTER_NAME_MAX 64
+#define MODEL_ADAPTER_MAX_RANK 64
+
+enum { MODEL_AP_Q, MODEL_AP_K, MODEL_AP_V, MODEL_AP_O, MODEL_AP_COUNT };
+
+struct model_adapter_config {
+	char name[MODEL_ADAPTER_NAME_MAX];
+	uint64_t seed;
+	int rank;             /* 1..MODEL_ADAPTER_MAX_RANK, default 8 */
+	float alpha;          /* scale = alpha / rank; default rank / 4 (scale 0.25) */
+};
+
+struct model_adapter {
+	struct model_adapter_config cfg;
+	float scale;
+	uint64_t version;     /* hash of (seed, rank, alpha): the key's adapter version */
+	struct model_mat *a, *b; /* [n_layers * MODEL_AP_COUNT] each; owned */
+};
+
 struct model {
 	struct model_config cfg;
 	int kv_dim;          /* n_kv_heads * head_dim */
@@ -75,9 +107,13 @@ struct model {
 	struct model_mat lm_head;
 	float *lm_bias;      /* [vocab] added to the logits */
 	float *rope;         /* [max_pos][head_dim/2][2] cos, sin */
+	struct model_adapter adapters[MODEL_MAX_ADAPTERS]; /* index i is adapter i+1 */
+	int n_adapters;
 	struct pool *pool;   /* owned */
 	/* scratch, grown on demand, owned */
 	float *x, *xn, *q, *k, *v, *att, *h1, *h3, *lx, *lg;
+	float *ax, *at, *ay; /* adapter rows gathered: input, rank, output */
+	int *arows;          /* rows of the current adapter */
 	int scratch_rows;
 	float *scores;       /* [threads][tile rows][heads per kv head][max_pos] */
 	float *acc;          /* [threads][tile rows][dim] attention accumulators */
@@ -114,6 +150,7 @@ struct model_row {
 	const int *blocks;  /* the sequence's block table, covering 0..pos */
 	bool write_kv;      /* false: the KV of pos is already in the cache */
 	float *logits;      /* [vocab] to fill, or NULL */
+	int adapter;        /* 0: the base model; i: m->adapters[i - 1] */
 };
 
 /* Builds the weights. threads >= 1 (own pool; OpenBLAS gets the same). */
@@ -128,6 +165,21 @@ void model_release(struct model *m);
  * and fills logits where asked.
  */
 void model_forward(struct model *m, const struct model_kv *kv, struct model_row *rows, int nrows);
+
+/*
+ * Parses an --adapter value "NAME=SEED[,rank=R][,alpha=A]". NAME: 1..63
+ * characters of [A-Za-z0-9._:/-]; SEED: a non-negative integer; R in
+ * 1..MODEL_ADAPTER_MAX_RANK (default 8); A in (0, 10000] (default R/4). 0, or -1 with a
+ * message in err.
+ */
+int model_adapter_parse(const char *spec, struct model_adapter_config *ac, char *err, size_t errlen);
+/*
+ * Adds an adapter (before any forward); returns its row index (1..).
+ * At most MODEL_MAX_ADAPTERS; rank must be <= dim. The caller checks names.
+ */
+int model_add_adapter(struct model *m, const struct model_adapter_config *ac);
+/* The adapter index (1..) of NAME, or 0 when none has it. */
+int model_find_adapter(const struct model *m, const char *name);
 
 /* y[M][n] = x[M][k] W, with the model's matmul mode. Exposed for tests. */
 void model_matmul(struct model *m, const struct model_mat *w, const float *x, int M, float *y);

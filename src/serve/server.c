@@ -80,7 +80,7 @@ struct gen_req {
 	struct engine_sampling sp;
 	int32_t *toks;
 	int ntok, cap;
-	char model[128];
+	const char *model;   /* the requested name (served name or an adapter's), not owned */
 };
 
 struct perr {
@@ -235,14 +235,21 @@ static int check_model(struct server *s, json_t *req, struct gen_req *g, struct 
 {
 	json_t *m = json_object_get(req, "model");
 	if (!m || json_is_null(m)) {
-		snprintf(g->model, sizeof(g->model), "%s", s->cfg.model_name);
+		g->model = s->cfg.model_name;
 		return 0;
 	}
 	if (!json_is_string(m))
 		return fail(pe, 400, "model", "model: expected a string");
-	if (strcmp(json_string_value(m), s->cfg.model_name))
-		return fail(pe, 404, "model", "The model `%s` does not exist.", json_string_value(m));
-	snprintf(g->model, sizeof(g->model), "%s", s->cfg.model_name);
+	const char *name = json_string_value(m);
+	int a = 0;
+	if (strcmp(name, s->cfg.model_name)) {
+		/* an adapter's name selects it, as vLLM's LoRA modules */
+		a = s->e && strlen(name) < MODEL_ADAPTER_NAME_MAX ? model_find_adapter(engine_model(s->e), name) : 0;
+		if (!a)
+			return fail(pe, 404, "model", "The model `%.128s` does not exist.", name);
+	}
+	g->sp.adapter = a;
+	g->model = a ? engine_model(s->e)->adapters[a - 1].cfg.name : s->cfg.model_name;
 	return 0;
 }
 
@@ -553,7 +560,7 @@ static json_t *full_response(struct server *s, const struct gen_req *g, struct e
 	}
 	return json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o}", "id", id, "object",
 			 g->chat ? "chat.completion" : "text_completion", "created", (json_int_t)created,
-			 "model", s->cfg.model_name, "choices", choice, "usage", usage_json(r));
+			 "model", g->model, "choices", choice, "usage", usage_json(r));
 }
 
 /* ---- streaming ---- */
@@ -588,7 +595,7 @@ static json_t *chunk_base(struct stream *st)
 {
 	return json_pack("{s:s,s:s,s:I,s:s}", "id", st->id, "object",
 			 st->g.chat ? "chat.completion.chunk" : "text_completion", "created",
-			 (json_int_t)st->created, "model", st->s->cfg.model_name);
+			 (json_int_t)st->created, "model", st->g.model);
 }
 
 /* r->mu held: turn new output into SSE chunks. */
@@ -862,6 +869,27 @@ static enum MHD_Result handle_detokenize(struct server *s, struct MHD_Connection
 	return send_json(c, 200, j);
 }
 
+/* GET /v1/models: the base model, then each adapter (vLLM's LoRA cards). */
+static json_t *models_json(struct server *s)
+{
+	const struct model *m = engine_model(s->e);
+	json_t *data = json_array();
+	json_array_append_new(data, json_pack("{s:s,s:s,s:i,s:s,s:s,s:n,s:i}", "id", s->cfg.model_name, "object",
+					      "model", "created", 0, "owned_by", "kvserve", "root",
+					      s->cfg.model_name, "parent", "max_model_len",
+					      engine_config(s->e)->max_model_len));
+	for (int i = 0; i < m->n_adapters; i++) {
+		const struct model_adapter_config *ac = &m->adapters[i].cfg;
+		char root[160];
+		snprintf(root, sizeof(root), "%s=%llu,rank=%d,alpha=%g", ac->name, (unsigned long long)ac->seed,
+			 ac->rank, (double)ac->alpha);
+		json_array_append_new(data, json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:n}", "id", ac->name, "object",
+						      "model", "created", 0, "owned_by", "kvserve", "root", root,
+						      "parent", s->cfg.model_name, "max_model_len"));
+	}
+	return json_pack("{s:s,s:o}", "object", "list", "data", data);
+}
+
 struct route {
 	const char *path, *method;
 	int kind;
@@ -926,10 +954,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 	case R_VERSION:
 		return send_json(c, 200, json_pack("{s:s}", "version", KV_VERSION));
 	case R_MODELS:
-		return send_json(c, 200, json_pack("{s:s,s:[{s:s,s:s,s:i,s:s,s:s,s:n,s:i}]}", "object", "list", "data",
-						   "id", s->cfg.model_name, "object", "model", "created", 0,
-						   "owned_by", "kvserve", "root", s->cfg.model_name, "parent",
-						   "max_model_len", engine_config(s->e)->max_model_len));
+		return send_json(c, 200, models_json(s));
 	case R_METRICS: {
 		struct kv_buf b = KV_BUF_INIT(0);
 		engine_metrics(s->e, s->cfg.model_name, &b);

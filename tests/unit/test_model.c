@@ -272,7 +272,7 @@ static void run_rows(struct fixture *f, const int32_t *toks, int from, int to, f
 	struct model_row *rows = xcalloc((size_t)n, sizeof(*rows));
 	for (int i = 0; i < n; i++)
 		rows[i] = (struct model_row){ toks[from + i], from + i, f->blocks, write,
-					      lg ? lg + (size_t)(from + i) * (size_t)f->m.cfg.vocab : NULL };
+					      lg ? lg + (size_t)(from + i) * (size_t)f->m.cfg.vocab : NULL, 0 };
 	model_forward(&f->m, &f->kc.kv, rows, n);
 	free(rows);
 }
@@ -368,7 +368,7 @@ static void test_random_batches(void **state)
 		/* reference: sequence 0 alone, one prefill, in its own blocks */
 		struct model_row *rr = xcalloc((size_t)len[0], sizeof(*rr));
 		for (int i = 0; i < len[0]; i++)
-			rr[i] = (struct model_row){ toks[0][i], i, blocks[3], true, ref + (size_t)i * (size_t)V };
+			rr[i] = (struct model_row){ toks[0][i], i, blocks[3], true, ref + (size_t)i * (size_t)V, 0 };
 		model_forward(&m, &kc.kv, rr, len[0]);
 		free(rr);
 		/* mixed: random chunks of all sequences per batch */
@@ -380,7 +380,7 @@ static void test_random_batches(void **state)
 				for (int i = 0; i < take; i++) {
 					int p = done[s] + i;
 					rows[nr++] = (struct model_row){ toks[s][p], p, blocks[s], true,
-									 s == 0 ? got + (size_t)p * (size_t)V : junk };
+									 s == 0 ? got + (size_t)p * (size_t)V : junk, 0 };
 				}
 				done[s] += take;
 			}
@@ -460,7 +460,7 @@ static void test_every_block_matters(void **state)
 			memcpy(save, k, bsz * sizeof(float));
 			/* the bug of FAULTS.md F: the block left as zeros */
 			memset(k, 0, bsz * sizeof(float));
-			struct model_row row = { toks[n - 1], n - 1, f.blocks, false, bad };
+			struct model_row row = { toks[n - 1], n - 1, f.blocks, false, bad, 0 };
 			/* recompute the last row of every layer from the corrupted cache */
 			model_forward(&f.m, &f.kc.kv, &row, 1);
 			memcpy(k, save, bsz * sizeof(float));
