@@ -17,7 +17,9 @@
 #include "common/clock.h"
 #include "common/opt.h"
 #include "engines/engine.h"
+#include "checks/checks.h"
 #include "suite/experiment.h"
+#include "suite/matrix.h"
 #include "suite/results.h"
 #include "suite/run.h"
 #include "suite/suite.h"
@@ -34,13 +36,18 @@ bool kvb_test_selected(const char *name, const char *filter)
 	return strstr(name, filter) != NULL;
 }
 
+static bool selected(const struct kvb_suite_test *t, const char *filter, const char *tag)
+{
+	return kvb_test_selected(t->name, filter) && kvb_suite_test_tagged(t, tag);
+}
+
 /* The engines the selected tests need, in suite order, with their requires. */
-static void needed_engines(const struct kvb_suite *s, const char *filter, bool quick,
-			   bool *need)
+static void needed_engines(const struct kvb_suite *s, const char *filter, const char *tag,
+			   bool quick, bool *need)
 {
 	for (size_t i = 0; i < s->n_tests; i++) {
 		const struct kvb_suite_test *t = &s->tests[i];
-		if (!kvb_test_selected(t->name, filter))
+		if (!selected(t, filter, tag))
 			continue;
 		for (size_t k = 0; k < t->n_engines; k++) {
 			const struct kvb_suite_engine *e = kvb_suite_engine_find(s, t->engines[k]);
@@ -59,12 +66,19 @@ static void needed_engines(const struct kvb_suite *s, const char *filter, bool q
 int kvb_suite_prepare_engines(const struct kvb_suite *s, const char *filter, bool quick,
 			      const char *log_dir, struct kvb_engine **out, size_t *n_out)
 {
+	return kvb_suite_prepare_engines_tag(s, filter, NULL, quick, log_dir, out, n_out);
+}
+
+int kvb_suite_prepare_engines_tag(const struct kvb_suite *s, const char *filter, const char *tag,
+				  bool quick, const char *log_dir, struct kvb_engine **out,
+				  size_t *n_out)
+{
 	bool *need = xcalloc(s->n_engines ? s->n_engines : 1, sizeof(*need));
 	struct kvb_engine *v = xcalloc(s->n_engines ? s->n_engines : 1, sizeof(*v));
 	size_t n = 0;
 	int rc = -1;
 
-	needed_engines(s, filter, quick, need);
+	needed_engines(s, filter, tag, quick, need);
 	for (size_t i = 0; i < s->n_engines; i++) {
 		if (!need[i])
 			continue;
@@ -109,12 +123,13 @@ static struct kvb_engine *engine_by_name(struct kvb_engine *v, size_t n, const c
 	return NULL;
 }
 
-static void print_tests(const struct kvb_suite *s, const char *filter, bool quick)
+static void print_tests(const struct kvb_suite *s, const char *filter, const char *tag,
+			bool quick)
 {
 	for (size_t i = 0; i < s->n_tests; i++) {
 		const struct kvb_suite_test *t = &s->tests[i];
 		const struct kvb_suite_workload *w = kvb_suite_workload_find(s, t->workload);
-		if (!kvb_test_selected(t->name, filter))
+		if (!selected(t, filter, tag))
 			continue;
 		printf("%s: %s (%s) on", t->name, w->name, w->type);
 		for (size_t k = 0; k < t->n_engines; k++) {
@@ -124,6 +139,25 @@ static void print_tests(const struct kvb_suite *s, const char *filter, bool quic
 		}
 		printf(", %s, %d pass%s, %zu check%s", t->parallel ? "parallel" : "sequential",
 		       t->passes, t->passes == 1 ? "" : "es", t->n_checks, t->n_checks == 1 ? "" : "s");
+		for (size_t k = 0; k < t->n_engines; k++) {
+			const struct kvb_suite_engine *e = kvb_suite_engine_find(s, t->engines[k]);
+			if (kvb_exp_claims(t, e))
+				printf(" +cache_path.%s", e->name);
+		}
+		if (kvb_suite_test_is_matrix(t))
+			printf(", fault %s, class %s, expect %s", t->fault ? t->fault : "-",
+			       t->fclass ? t->fclass : "-", t->expect_detect ? "detect" : "pass");
+		if (t->repeat > 1)
+			printf(", repeat %d", t->repeat);
+		if (t->restart)
+			printf(", restart");
+		if (t->abort_every)
+			printf(", abort_every %d", t->abort_every);
+		if (t->tags) {
+			printf(", tags");
+			for (char **p = t->tags; *p; p++)
+				printf("%s%s", p == t->tags ? " " : ",", *p);
+		}
 		if (t->description)
 			printf(" - %s", t->description);
 		printf("\n");
@@ -183,14 +217,131 @@ static void print_verdict(const struct kvb_suite_result *r, const char *dir)
 	fflush(stdout);
 }
 
+/* Starts one engine and waits until it is ready; failures are printed and
+ * marked on the engine (start_failed, pgid -1 for "never ready"). false when
+ * it failed. */
+static bool start_engine(struct kvb_engine *e)
+{
+	enum kvb_ready r;
+
+	if (e->argv)
+		kv_info("engine %s: starting %s on port %d (logs/%s.stderr.log)", e->name,
+			e->argv[0], e->port, e->name);
+	if (kvb_engine_start(e) < 0) {
+		e->start_failed = true;
+		return false;
+	}
+	r = kvb_engine_wait_ready(e, &interrupted);
+	if (r == KVB_READY) {
+		kv_info("engine %s: ready at %s (%.1fs)", e->name, e->base_url,
+			e->argv ? kv_ns_to_s(e->ready_ns - e->started_ns) : 0.0);
+		return true;
+	}
+	if (r == KVB_READY_CANCELLED)
+		return true; /* the run is interrupted: not an engine failure */
+	{
+		char *tail = kvb_engine_log_tail(e, 10);
+		if (r == KVB_READY_DIED)
+			kv_error("engine %s %s before it was ready; last lines of its log:\n%s",
+				 e->name, kvb_engine_exit_text(e), tail);
+		else
+			kv_error("engine %s: %s did not answer 200 within %gs; last lines of its "
+				 "log:\n%s", e->name, e->health_path, e->startup_timeout_s, tail);
+		free(tail);
+	}
+	kvb_engine_stop(e); /* a hung engine must not hold its GPU */
+	if (r == KVB_READY_TIMEOUT)
+		e->pgid = -1; /* marks "never ready" below */
+	return false;
+}
+
+/* The engine whose requests the matrix counts: the candidate of the first
+ * identity/logprobs check, else the engine of a cache_path/key_isolation
+ * check, else the last engine that claims reuse, else the last engine. */
+static const char *matrix_candidate(const struct kvb_suite *s, const struct kvb_suite_test *t)
+{
+	const char *c = NULL;
+	for (size_t i = 0; i < t->n_checks; i++)
+		if ((t->checks[i].type == KVB_CHECK_IDENTITY || t->checks[i].type == KVB_CHECK_LOGPROBS) &&
+		    t->checks[i].candidate)
+			return t->checks[i].candidate;
+	for (size_t i = 0; i < t->n_checks; i++)
+		if (t->checks[i].type == KVB_CHECK_CACHE_PATH ||
+		    t->checks[i].type == KVB_CHECK_KEY_ISOLATION)
+			return t->checks[i].engine;
+	for (size_t i = 0; i < t->n_engines; i++)
+		if (kvb_exp_claims(t, kvb_suite_engine_find(s, t->engines[i])))
+			c = t->engines[i];
+	return c ? c : t->engines[t->n_engines - 1];
+}
+
+/* Requests (not warm-up) of engine in DIR/outputs.jsonl; -1 when unreadable. */
+static long count_requests(const char *dir, const char *engine)
+{
+	char *path = xasprintf("%s/outputs.jsonl", dir);
+	struct kvb_outputs o = { 0 };
+	long n = -1;
+	int fd_err = access(path, R_OK);
+
+	if (!fd_err && kvb_outputs_load(path, &o) == 0) {
+		n = 0;
+		for (size_t i = 0; i < o.n; i++)
+			n += !strcmp(o.v[i].engine_id, engine) && !o.v[i].warmup;
+	}
+	kvb_outputs_release(&o);
+	free(path);
+	return n;
+}
+
+/* Moves the checks of run into t, names prefixed "runN:" when prefix > 0. */
+static void take_checks(struct kvb_test_result *t, struct kvb_test_result *run, int prefix)
+{
+	for (size_t i = 0; i < run->n_checks; i++) {
+		struct kvb_check_result *c = &run->checks[i];
+		char *name = prefix > 0 ? xasprintf("run%d:%s", prefix, c->name) : xstrdup(c->name);
+		kvb_test_add_check(t, name, c->verdict, c->figure, c->threshold, c->unit, c->reason);
+		t->checks[t->n_checks - 1].first_req = c->first_req;
+		free(name);
+	}
+}
+
+static void free_test_result(struct kvb_test_result *r)
+{
+	for (size_t i = 0; i < r->n_checks; i++) {
+		free(r->checks[i].name);
+		free(r->checks[i].unit);
+		free(r->checks[i].reason);
+	}
+	free(r->checks);
+	free(r->name);
+	free(r->reason);
+	memset(r, 0, sizeof(*r));
+}
+
+static int verdict_rank(enum kvb_verdict v)
+{
+	switch (v) {
+	case KVB_V_PASS:
+	case KVB_V_SKIPPED:
+		return 0;
+	case KVB_V_FAIL:
+		return 1;
+	case KVB_V_ERROR:
+		return 2;
+	default:
+		return 3;
+	}
+}
+
 int cmd_run(int argc, char **argv)
 {
-	const char *filter = NULL, *out_dir = NULL, *model = NULL;
+	const char *filter = NULL, *out_dir = NULL, *model = NULL, *tag = NULL;
 	bool list = false, quick = false, dry = false, progress = true, report = true;
 	struct kv_opt opts[] = {
 		KV_OPT_GROUP("Selection"),
 		KV_OPT_STRING('f', "filter", &filter, "PATTERN",
 			      "run only tests whose name contains PATTERN (or matches a glob)"),
+		KV_OPT_STRING(0, "tag", &tag, "TAG", "run only tests whose tags: list holds TAG"),
 		KV_OPT_BOOL('l', "list", &list, "list the tests and exit"),
 		KV_OPT_BOOL(0, "quick", &quick, "skip engines marked baseline: (and their checks)"),
 		KV_OPT_GROUP("Output"),
@@ -224,6 +375,8 @@ int cmd_run(int argc, char **argv)
 	uint64_t t0;
 	int npos, rc = KVB_EXIT_RUNTIME;
 	bool engine_failed = false;
+	size_t *first_use = NULL, *last_use = NULL, n_matrix = 0, n_rows = 0;
+	struct kvb_matrix_row *rows = NULL;
 
 	npos = kv_opt_parse(&info, opts, argc, argv, NULL);
 	if (npos < 0)
@@ -235,16 +388,17 @@ int cmd_run(int argc, char **argv)
 	if (kvb_suite_load(&s, argv[0], model) < 0)
 		return KVB_EXIT_USAGE;
 	if (list) {
-		print_tests(&s, filter, quick);
+		print_tests(&s, filter, tag, quick);
 		kvb_suite_release(&s);
 		return KVB_EXIT_OK;
 	}
 	{
 		size_t sel = 0;
 		for (size_t i = 0; i < s.n_tests; i++)
-			sel += kvb_test_selected(s.tests[i].name, filter);
+			sel += selected(&s.tests[i], filter, tag);
 		if (!sel) {
-			kv_error("run: no test of %s matches '%s'", s.file, filter ? filter : "");
+			kv_error("run: no test of %s matches '%s'%s%s", s.file, filter ? filter : "",
+				 tag ? " with tag " : "", tag ? tag : "");
 			kvb_suite_release(&s);
 			return KVB_EXIT_USAGE;
 		}
@@ -252,7 +406,7 @@ int cmd_run(int argc, char **argv)
 	/* every workload of a selected test must be creatable before anything starts */
 	for (size_t i = 0; i < s.n_tests; i++) {
 		const struct kvb_suite_test *t = &s.tests[i];
-		if (kvb_test_selected(t->name, filter) &&
+		if (selected(t, filter, tag) &&
 		    kvb_exp_validate_workload(&s, kvb_suite_workload_find(&s, t->workload), t->seed) < 0) {
 			kvb_suite_release(&s);
 			return KVB_EXIT_USAGE;
@@ -268,7 +422,7 @@ int cmd_run(int argc, char **argv)
 	}
 	log_dir = xasprintf("%s/logs", dir);
 
-	if (kvb_suite_prepare_engines(&s, filter, quick, log_dir, &eng, &n_eng) < 0) {
+	if (kvb_suite_prepare_engines_tag(&s, filter, tag, quick, log_dir, &eng, &n_eng) < 0) {
 		rc = KVB_EXIT_USAGE;
 		goto out;
 	}
@@ -277,7 +431,7 @@ int cmd_run(int argc, char **argv)
 		for (size_t i = 0; i < n_eng; i++)
 			kvb_engine_print(stdout, &eng[i]);
 		printf("# tests\n");
-		print_tests(&s, filter, quick);
+		print_tests(&s, filter, tag, quick);
 		rc = KVB_EXIT_OK;
 		goto out;
 	}
@@ -303,11 +457,12 @@ int cmd_run(int argc, char **argv)
 	res.started = kv_wall_s();
 	res.tests = xcalloc(s.n_tests ? s.n_tests : 1, sizeof(*res.tests));
 	for (size_t i = 0; i < s.n_tests; i++) {
-		if (!kvb_test_selected(s.tests[i].name, filter))
+		if (!selected(&s.tests[i], filter, tag))
 			continue;
 		res.tests[res.n_tests].name = xstrdup(s.tests[i].name);
 		res.tests[res.n_tests].verdict = KVB_V_PENDING;
 		res.n_tests++;
+		n_matrix += kvb_suite_test_is_matrix(&s.tests[i]);
 	}
 	/* from now on the folder says INTERRUPTED until the run has finished */
 	kvb_results_write(dir, &res);
@@ -320,58 +475,71 @@ int cmd_run(int argc, char **argv)
 			skipped[n_skipped] = NULL;
 		}
 
-	/* start every engine, in suite order (requires: come first) */
-	for (size_t i = 0; i < n_eng && !interrupted; i++) {
-		struct kvb_engine *e = &eng[i];
-		enum kvb_ready r;
-		if (e->argv)
-			kv_info("engine %s: starting %s on port %d (logs/%s.stderr.log)", e->name,
-				e->argv[0], e->port, e->name);
-		if (kvb_engine_start(e) < 0) {
-			engine_failed = true;
-			e->start_failed = true;
-			continue;
-		}
-		r = kvb_engine_wait_ready(e, &interrupted);
-		if (r == KVB_READY) {
-			kv_info("engine %s: ready at %s (%.1fs)", e->name, e->base_url,
-				e->argv ? kv_ns_to_s(e->ready_ns - e->started_ns) : 0.0);
-			continue;
-		}
-		if (r == KVB_READY_CANCELLED)
-			break;
-		engine_failed = true;
-		{
-			char *tail = kvb_engine_log_tail(e, 10);
-			if (r == KVB_READY_DIED)
-				kv_error("engine %s %s before it was ready; last lines of its log:\n%s",
-					 e->name, kvb_engine_exit_text(e), tail);
-			else
-				kv_error("engine %s: %s did not answer 200 within %gs; last lines of its "
-					 "log:\n%s", e->name, e->health_path, e->startup_timeout_s, tail);
-			free(tail);
-		}
-		kvb_engine_stop(e); /* a hung engine must not hold its GPU */
-		if (r == KVB_READY_TIMEOUT)
-			e->pgid = -1; /* marks "never ready" below */
+	/*
+	 * Engines are started before the first selected test that needs them
+	 * (in suite order, requires: first) and stopped after the last one, so
+	 * an engine of one test (a fault of the matrix) lives only for it.
+	 */
+	first_use = xcalloc(n_eng ? n_eng : 1, sizeof(*first_use));
+	last_use = xcalloc(n_eng ? n_eng : 1, sizeof(*last_use));
+	for (size_t j = 0; j < n_eng; j++) {
+		first_use[j] = SIZE_MAX;
+		last_use[j] = 0;
 	}
+	for (size_t i = 0, ti = 0; i < s.n_tests; i++) {
+		const struct kvb_suite_test *t = &s.tests[i];
+		if (!selected(t, filter, tag))
+			continue;
+		for (size_t k = 0; k < t->n_engines; k++) {
+			struct kvb_engine *e = engine_by_name(eng, n_eng, t->engines[k]);
+			size_t j;
+			if (!e)
+				continue;
+			j = (size_t)(e - eng);
+			if (first_use[j] == SIZE_MAX)
+				first_use[j] = ti;
+			last_use[j] = ti;
+		}
+		ti++;
+	}
+	/* a required engine lives at least as long as the engines that require it */
+	for (size_t j = n_eng; j-- > 0;)
+		for (char **r = eng[j].cfg ? eng[j].cfg->requires : NULL; r && *r; r++) {
+			struct kvb_engine *q = engine_by_name(eng, n_eng, *r);
+			size_t qi;
+			if (!q || first_use[j] == SIZE_MAX)
+				continue;
+			qi = (size_t)(q - eng);
+			if (first_use[qi] == SIZE_MAX || first_use[qi] > first_use[j])
+				first_use[qi] = first_use[j];
+			if (last_use[qi] < last_use[j])
+				last_use[qi] = last_use[j];
+		}
+	if (n_matrix)
+		rows = xcalloc(res.n_tests, sizeof(*rows));
 
 	for (size_t i = 0, ti = 0; i < s.n_tests; i++) {
 		const struct kvb_suite_test *t = &s.tests[i];
 		struct kvb_test_result *tr;
 		struct kvb_engine **te;
 		size_t nte = 0;
-		char *test_dir;
 		const char *bad = NULL, *why = NULL;
+		size_t this_ti;
 
-		if (!kvb_test_selected(t->name, filter))
+		if (!selected(t, filter, tag))
 			continue;
+		this_ti = ti;
 		tr = &res.tests[ti++];
 		if (interrupted) {
 			tr->verdict = KVB_V_INTERRUPTED;
 			tr->reason = xstrdup("not run: the run was interrupted");
 			continue;
 		}
+		for (size_t j = 0; j < n_eng && !interrupted; j++)
+			if (first_use[j] == this_ti && !start_engine(&eng[j]))
+				engine_failed = true;
+		if (kvb_suite_test_is_matrix(t))
+			kvb_matrix_row_init(&rows[n_rows++], &s, t);
 		te = xcalloc(t->n_engines, sizeof(*te));
 		for (size_t k = 0; k < t->n_engines; k++) {
 			struct kvb_engine *e = engine_by_name(eng, n_eng, t->engines[k]);
@@ -392,7 +560,10 @@ int cmd_run(int argc, char **argv)
 			te[nte++] = e;
 		}
 		tr->verdict = KVB_V_ERROR;
-		if (bad) {
+		if (interrupted) {
+			tr->verdict = KVB_V_INTERRUPTED;
+			tr->reason = xstrdup("not run: the run was interrupted");
+		} else if (bad) {
 			char *tail = NULL;
 			struct kvb_engine *e = engine_by_name(eng, n_eng, bad);
 			tail = kvb_engine_log_tail(e, 3);
@@ -402,6 +573,10 @@ int cmd_run(int argc, char **argv)
 			tr->reason = xasprintf("engine %s %s; logs/%s.stderr.log ends: %s", bad, why,
 					       bad, tail);
 			free(tail);
+			if (kvb_suite_test_is_matrix(t)) {
+				kvb_matrix_add_run(&rows[n_rows - 1], tr, -1);
+				kvb_matrix_finish(&rows[n_rows - 1]);
+			}
 		} else if (!nte) {
 			tr->reason = xstrdup("every engine of the test was skipped (--quick)");
 			tr->verdict = KVB_V_SKIPPED;
@@ -411,25 +586,104 @@ int cmd_run(int argc, char **argv)
 				.skipped = skipped, .interrupt = &interrupted,
 				.progress = progress,
 			};
-			test_dir = xasprintf("%s/%s", dir, t->name);
-			x.test_dir = test_dir;
-			if (kv_mkdir_p(test_dir, 0755) < 0) {
-				tr->reason = xasprintf("cannot create %s: %s", test_dir, strerror(errno));
-			} else {
-				kv_info("test %s: running", t->name);
-				kvb_exp_run(&x, tr);
-				kv_info("test %s: %s", t->name, kvb_verdict_name(tr->verdict));
+			const char *cand = matrix_candidate(&s, t);
+			enum kvb_verdict worst = KVB_V_PASS;
+			char *tdir = xasprintf("%s/%s", dir, t->name);
+
+			tr->verdict = KVB_V_PASS;
+			tr->duration_s = 0;
+			for (int r = 0; r < t->repeat && !interrupted; r++) {
+				struct kvb_test_result run = { 0 };
+				char *test_dir = t->repeat > 1 ? xasprintf("%s/run-%d", tdir, r + 1)
+							       : xstrdup(tdir);
+				x.test_dir = test_dir;
+				/* each run after the first starts with cold caches */
+				for (size_t k = 0; k < nte && r > 0; k++) {
+					char *rwhy = NULL;
+					bool cancelled;
+					if (!kvb_exp_claims(t, te[k]->cfg))
+						continue;
+					kv_info("engine %s: restarting for run %d of %s", te[k]->name,
+						r + 1, t->name);
+					if (kvb_exp_restart_engine(te[k], &interrupted, &rwhy,
+								   &cancelled) < 0) {
+						run.verdict = cancelled ? KVB_V_INTERRUPTED : KVB_V_ERROR;
+						run.reason = rwhy;
+						break;
+					}
+				}
+				if (run.reason) {
+					/* the restart failed */
+				} else if (kv_mkdir_p(test_dir, 0755) < 0) {
+					run.verdict = KVB_V_ERROR;
+					run.reason = xasprintf("cannot create %s: %s", test_dir,
+							       strerror(errno));
+				} else {
+					if (t->repeat > 1)
+						kv_info("test %s: run %d of %d", t->name, r + 1, t->repeat);
+					else
+						kv_info("test %s: running", t->name);
+					kvb_exp_run(&x, &run);
+				}
+				tr->duration_s += run.duration_s;
+				if (kvb_suite_test_is_matrix(t))
+					kvb_matrix_add_run(&rows[n_rows - 1], &run,
+							   count_requests(test_dir, cand));
+				take_checks(tr, &run, t->repeat > 1 ? r + 1 : 0);
+				if (verdict_rank(run.verdict) > verdict_rank(worst)) {
+					worst = run.verdict;
+					free(tr->reason);
+					tr->reason = run.reason ? (t->repeat > 1 ? xasprintf("run %d: %s",
+							 r + 1, run.reason) : xstrdup(run.reason)) : NULL;
+				}
+				free_test_result(&run);
+				free(test_dir);
 			}
-			free(test_dir);
+			tr->verdict = worst;
+			if (interrupted && worst != KVB_V_ERROR)
+				tr->verdict = KVB_V_INTERRUPTED;
+			if (kvb_suite_test_is_matrix(t) && tr->verdict != KVB_V_INTERRUPTED) {
+				struct kvb_matrix_row *row = &rows[n_rows - 1];
+				tr->verdict = kvb_matrix_finish(row);
+				if (strcmp(row->verdict, "error")) {
+					free(tr->reason);
+					if (!strcmp(row->verdict, "detected"))
+						tr->reason = xasprintf("detected in %d/%d runs by %s",
+								       row->detected_runs, row->runs,
+								       row->checks);
+					else if (!strcmp(row->verdict, "missed"))
+						tr->reason = xasprintf("missed: every check passed in %d "
+								       "run%s", row->runs,
+								       row->runs == 1 ? "" : "s");
+					else if (!strcmp(row->verdict, "false-alarm"))
+						tr->reason = xasprintf("false alarm in %d/%d runs: %s",
+								       row->detected_runs, row->runs,
+								       row->checks);
+					else
+						tr->reason = xasprintf("no alarm in %d run%s", row->runs,
+								       row->runs == 1 ? "" : "s");
+				}
+			}
+			kv_info("test %s: %s", t->name, kvb_verdict_name(tr->verdict));
+			free(tdir);
 		}
 		free(te);
+		/* engines no later test needs */
+		for (size_t j = n_eng; j-- > 0;)
+			if (last_use[j] == this_ti && first_use[j] != SIZE_MAX) {
+				if (eng[j].argv && eng[j].pgid > 0)
+					kv_info("engine %s: stopping", eng[j].name);
+				kvb_engine_stop(&eng[j]);
+			}
 		res.duration_s = kv_ns_to_s(kv_now_ns() - t0);
 		kvb_results_write(dir, &res);
+		if (n_rows)
+			kvb_matrix_write(dir, rows, n_rows);
 	}
 
 	/* stop every engine, last started first */
 	for (size_t i = n_eng; i-- > 0;) {
-		if (eng[i].argv && eng[i].pgid > 0)
+		if (eng[i].argv && eng[i].pgid > 0 && kvb_engine_alive(&eng[i]))
 			kv_info("engine %s: stopping", eng[i].name);
 		kvb_engine_stop(&eng[i]);
 	}
@@ -437,6 +691,8 @@ int cmd_run(int argc, char **argv)
 	res.finished = !interrupted;
 	res.duration_s = kv_ns_to_s(kv_now_ns() - t0);
 	if (kvb_results_write(dir, &res) < 0)
+		rc = KVB_EXIT_RUNTIME;
+	if (n_rows && kvb_matrix_write(dir, rows, n_rows) < 0)
 		rc = KVB_EXIT_RUNTIME;
 	if (report && kvb_report_write(dir, NULL) != 0)
 		kv_warn("the report of %s could not be written (see the error above)", dir);
@@ -463,6 +719,11 @@ out:
 	}
 	free(eng);
 	free(skipped);
+	for (size_t i = 0; i < n_rows; i++)
+		kvb_matrix_row_release(&rows[i]);
+	free(rows);
+	free(first_use);
+	free(last_use);
 	kvb_suite_result_release(&res);
 	kvb_suite_release(&s);
 	free(dir);

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 
 #include "common/buf.h"
@@ -372,27 +373,74 @@ static char *pass_label(int pass)
 }
 
 /*
- * Identity and accuracy compare the outputs of two engines (or passes)
- * record by record, with the checks module (checks/checks.h), over the
- * test's merged outputs.jsonl. A check with nothing to compare fails: it
- * never passes unmeasured.
+ * The send index of the earliest of the flagged candidate records: 0-based
+ * rank among the records of engine `engine` in send order (request_id within
+ * a run; with passes > 1 the runs of earlier passes come first). -1 if none.
  */
-static void external_check(const struct kvb_suite_check *k, const char *test_dir,
-			   struct kvb_test_result *res)
+static long first_flagged(const struct kvb_outputs *o, const char *engine, bool by_pass,
+			  const struct kvb_out_rec *const *flagged, size_t n_flagged)
 {
-	bool ident = k->type == KVB_CHECK_IDENTITY;
+	const struct kvb_out_rec *first = NULL;
+	long rank = 0;
+
+	for (size_t i = 0; i < n_flagged; i++) {
+		const struct kvb_out_rec *r = flagged[i];
+		if (!r)
+			continue;
+		if (!first || (by_pass && r->pass < first->pass) ||
+		    ((!by_pass || r->pass == first->pass) && r->request_id < first->request_id))
+			first = r;
+	}
+	if (!first)
+		return -1;
+	for (size_t i = 0; i < o->n; i++) {
+		const struct kvb_out_rec *r = &o->v[i];
+		if (strcmp(r->engine_id, engine))
+			continue;
+		if ((by_pass && r->pass < first->pass) ||
+		    ((!by_pass || r->pass == first->pass) && r->request_id < first->request_id))
+			rank++;
+	}
+	return rank;
+}
+
+static void thresholds(const struct kvb_suite_check *k, double *near_tie, double *max_lp,
+		       double *max_kl)
+{
+	const struct kvb_tolerance *tol = kvb_tolerance_find(k->tolerance ? k->tolerance : "bf16");
+	*near_tie = k->near_tie_nats >= 0 ? k->near_tie_nats
+		    : k->tolerance ? tol->near_tie_nats : KVB_NEAR_TIE_NATS_DEFAULT;
+	*max_lp = k->max_lp_delta >= 0 ? k->max_lp_delta : tol->max_lp_delta;
+	*max_kl = k->max_kl >= 0 ? k->max_kl : tol->max_kl;
+}
+
+/*
+ * Identity, logprobs and accuracy compare the outputs of two engines (or
+ * passes) record by record, with the checks module (checks/checks.h), over
+ * the test's merged outputs.jsonl. A check with nothing to compare fails:
+ * it never passes unmeasured.
+ */
+static void external_check(const struct kvb_suite_test *t, const struct kvb_suite_check *k,
+			   const char *test_dir, struct kvb_test_result *res)
+{
+	bool ident = k->type == KVB_CHECK_IDENTITY, lp = k->type == KVB_CHECK_LOGPROBS;
+	const char *unit = lp ? "nats" : "fraction";
 	char *path = xasprintf("%s/outputs.jsonl", test_dir);
 	struct kvb_outputs outs = { 0 };
 	struct kvb_select bs, cs;
 	struct kvb_pair *pairs = NULL;
 	size_t n_pairs = 0, n_unpaired = 0, n_failed = 0;
 	struct kvb_check c;
+	double near_tie, max_lp, max_kl, thr;
+	bool by_pass = t->passes > 1;
 	char reason[400];
 
 	memset(&c, 0, sizeof(c));
+	thresholds(k, &near_tie, &max_lp, &max_kl);
+	thr = ident ? 1.0 : lp ? max_lp : k->limit;
 	if (kvb_outputs_load(path, &outs) < 0) {
-		kvb_test_add_check(res, k->name, KVB_V_ERROR, NAN, ident ? 1.0 : k->limit,
-				   "fraction", "cannot read the test's outputs.jsonl");
+		kvb_test_add_check(res, k->name, KVB_V_ERROR, NAN, thr, unit,
+				   "cannot read the test's outputs.jsonl");
 		goto out;
 	}
 	bs.engine_id = k->baseline;
@@ -404,15 +452,15 @@ static void external_check(const struct kvb_suite_check *k, const char *test_dir
 		snprintf(reason, sizeof(reason), "no request of %s pairs with one of %s (%zu failed, "
 			 "%zu unpaired): nothing to compare", k->candidate, k->baseline, n_failed,
 			 n_unpaired);
-		kvb_test_add_check(res, k->name, KVB_V_FAIL, NAN, ident ? 1.0 : k->limit,
-				   "fraction", reason);
+		kvb_test_add_check(res, k->name, KVB_V_FAIL, NAN, thr, unit, reason);
 		goto out;
 	}
 	if (ident) {
 		struct kvb_identity_opts io = { 0 };
 		struct kvb_identity_result ir;
 		char *div = xasprintf("%s/divergences.jsonl", test_dir);
-		io.near_tie_nats = KVB_NEAR_TIE_NATS_DEFAULT;
+		io.near_tie_nats = near_tie;
+		io.strict = k->strict;
 		io.divergences_path = div;
 		if (kvb_check_identity(pairs, n_pairs, &io, &ir, &c) < 0) {
 			kvb_test_add_check(res, k->name, KVB_V_ERROR, NAN, 1.0, "fraction",
@@ -422,9 +470,48 @@ static void external_check(const struct kvb_suite_check *k, const char *test_dir
 				 k->candidate, n_pairs, c.reason);
 			kvb_test_add_check(res, k->name, c.passed ? KVB_V_PASS : KVB_V_FAIL, c.figure,
 					   c.threshold, c.unit, reason);
+			if (!c.passed) {
+				const struct kvb_out_rec **fl = xcalloc(ir.n_div + 1, sizeof(*fl));
+				for (size_t i = 0; i < ir.n_div; i++)
+					if (k->strict || ir.div[i].cls == KVB_DIV_CORRUPTION)
+						fl[i] = ir.div[i].pair->cand;
+				res->checks[res->n_checks - 1].first_req =
+					first_flagged(&outs, k->candidate, by_pass, fl, ir.n_div);
+				free(fl);
+			}
 		}
 		kvb_identity_result_release(&ir);
 		free(div);
+	} else if (lp) {
+		struct kvb_lp_opts lo = { k->prompt, max_lp, max_kl };
+		struct kvb_lp_stats ls;
+		if (kvb_check_logprobs(pairs, n_pairs, &lo, &ls, &c) != 0) {
+			snprintf(reason, sizeof(reason), "no pair of %s and %s carries %s: nothing to "
+				 "compare (ask for %s)", k->baseline, k->candidate,
+				 k->prompt ? "prompt logprobs" : "logprobs",
+				 k->prompt ? "echo with logprobs" : "logprobs");
+			kvb_test_add_check(res, k->name, KVB_V_FAIL, NAN, max_lp, "nats", reason);
+		} else {
+			snprintf(reason, sizeof(reason), "%s vs %s over %zu pairs: %s", k->baseline,
+				 k->candidate, n_pairs, c.reason);
+			kvb_test_add_check(res, k->name, c.passed ? KVB_V_PASS : KVB_V_FAIL, c.figure,
+					   c.threshold, c.unit, reason);
+			if (!c.passed) {
+				/* the pairs that alone exceed a bound */
+				const struct kvb_out_rec **fl = xcalloc(n_pairs + 1, sizeof(*fl));
+				for (size_t i = 0; i < n_pairs; i++) {
+					struct kvb_lp_stats one;
+					kvb_lp_stats_init(&one);
+					kvb_lp_compare(pairs[i].base, pairs[i].cand, k->prompt, &one);
+					kvb_lp_stats_finish(&one);
+					if (one.max_abs > max_lp || one.max_kl > max_kl)
+						fl[i] = pairs[i].cand;
+				}
+				res->checks[res->n_checks - 1].first_req =
+					first_flagged(&outs, k->candidate, by_pass, fl, n_pairs);
+				free(fl);
+			}
+		}
 	} else {
 		struct kvb_acc_opts ao = { k->limit, KVB_ALPHA_DEFAULT };
 		struct kvb_acc_result ar;
@@ -444,9 +531,114 @@ out:
 	free(path);
 }
 
+/* ---- checks on /metrics ------------------------------------------------ */
+
+static const struct kvb_exp_snap *snap_of(const struct kvb_exp_snap *snaps, size_t n,
+					  const char *engine)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(snaps[i].engine, engine))
+			return &snaps[i];
+	return NULL;
+}
+
+/* Counter deltas of engine's pass `pass` (-1: last). -1 when /metrics was not read. */
+static int snap_delta(const struct kvb_exp_snap *sn, int pass, struct kvb_cache_counters *d)
+{
+	struct kvb_prom pb, pa;
+	struct kvb_cache_counters cb, ca;
+	int p = pass < 0 || pass >= sn->n_passes ? sn->n_passes - 1 : pass;
+
+	if (!sn->text[p] || !sn->text[p + 1])
+		return -1;
+	kvb_prom_parse(sn->text[p], strlen(sn->text[p]), &pb);
+	kvb_prom_parse(sn->text[p + 1], strlen(sn->text[p + 1]), &pa);
+	kvb_cache_counters_from_prom(&pb, &cb);
+	kvb_cache_counters_from_prom(&pa, &ca);
+	kvb_cache_counters_diff(&cb, &ca, d);
+	kvb_prom_release(&pb);
+	kvb_prom_release(&pa);
+	return 0;
+}
+
+/* usage cached_tokens of engine's group in pass (-1: last), or -1 when not reported */
+static double usage_cached(json_t *groups, const char *engine, int pass)
+{
+	json_t *g = find_group(groups, engine, pass);
+	json_t *h = json_object_get(json_object_get(g, "cache"), "hit_tokens");
+	return json_is_number(h) ? json_number_value(h) : -1;
+}
+
+static void add_kvb_check(struct kvb_test_result *res, const char *name, const struct kvb_check *c,
+			  const char *engine, const char *pl)
+{
+	char reason[480];
+	snprintf(reason, sizeof(reason), "%s, %s: %s", engine, pl, c->reason);
+	kvb_test_add_check(res, name, c->passed ? KVB_V_PASS : KVB_V_FAIL, c->figure, c->threshold,
+			   c->unit, reason);
+}
+
+static void metrics_checks(const struct kvb_suite_test *t, json_t *groups,
+			   const struct kvb_exp_snap *snaps, size_t n_snaps,
+			   const struct kvb_suite_check *k, struct kvb_test_result *res)
+{
+	const char *engine = k ? k->engine : NULL;
+	int pass = k ? k->pass : -1;
+	const struct kvb_exp_snap *sn;
+	struct kvb_cache_counters d;
+	struct kvb_check c;
+	char *pl;
+
+	if (!k) { /* implicit: every claiming engine, last pass */
+		for (size_t i = 0; i < n_snaps; i++) {
+			char *n1, *n2;
+			if (!snaps[i].claims)
+				continue;
+			pl = pass_label(t->passes > 1 ? t->passes - 1 : -1);
+			n1 = xasprintf("cache_path.%s", snaps[i].engine);
+			n2 = xasprintf("silent_miss.%s", snaps[i].engine);
+			if (snap_delta(&snaps[i], -1, &d) < 0) {
+				kvb_test_add_check(res, n1, KVB_V_ERROR, NAN, 1, "tokens",
+						   "cannot read the engine's /metrics");
+			} else {
+				kvb_check_cache_path(&d, NULL, usage_cached(groups, snaps[i].engine, -1),
+						     true, &c);
+				add_kvb_check(res, n1, &c, snaps[i].engine, pl);
+				kvb_check_silent_miss(&d, NULL, &c);
+				add_kvb_check(res, n2, &c, snaps[i].engine, pl);
+			}
+			free(n1);
+			free(n2);
+			free(pl);
+		}
+		return;
+	}
+	pl = pass_label(pass);
+	sn = snap_of(snaps, n_snaps, engine);
+	if (!sn || snap_delta(sn, pass, &d) < 0) {
+		kvb_test_add_check(res, k->name, KVB_V_ERROR, NAN, k->type == KVB_CHECK_CACHE_PATH ? 1 : 0,
+				   "tokens", "cannot read the engine's /metrics");
+	} else if (k->type == KVB_CHECK_CACHE_PATH) {
+		kvb_check_cache_path(&d, NULL, usage_cached(groups, engine, pass), true, &c);
+		add_kvb_check(res, k->name, &c, engine, pl);
+	} else {
+		kvb_check_key_isolation(&d, NULL, usage_cached(groups, engine, pass), &c);
+		add_kvb_check(res, k->name, &c, engine, pl);
+	}
+	free(pl);
+}
+
 void kvb_exp_checks(const struct kvb_suite_test *t, const char *groups_json,
 		    const char *const *skipped, const char *test_dir,
 		    struct kvb_test_result *res)
+{
+	kvb_exp_checks_snap(t, groups_json, skipped, test_dir, NULL, 0, res);
+}
+
+void kvb_exp_checks_snap(const struct kvb_suite_test *t, const char *groups_json,
+			 const char *const *skipped, const char *test_dir,
+			 const struct kvb_exp_snap *snaps, size_t n_snaps,
+			 struct kvb_test_result *res)
 {
 	json_t *groups = groups_json ? json_loads(groups_json, 0, NULL) : NULL;
 	char reason[512];
@@ -578,11 +770,17 @@ void kvb_exp_checks(const struct kvb_suite_test *t, const char *groups_json,
 		}
 		case KVB_CHECK_IDENTITY:
 		case KVB_CHECK_MAX_ACCURACY_DROP:
-			external_check(k, test_dir, res);
+		case KVB_CHECK_LOGPROBS:
+			external_check(t, k, test_dir, res);
+			break;
+		case KVB_CHECK_CACHE_PATH:
+		case KVB_CHECK_KEY_ISOLATION:
+			metrics_checks(t, groups, snaps, n_snaps, k, res);
 			break;
 		}
 		free(pl);
 	}
+	metrics_checks(t, groups, snaps, n_snaps, NULL, res);
 	json_decref(groups);
 }
 
@@ -763,8 +961,110 @@ static int finish_merge(struct merge *m, const struct kvb_exp *x, struct kvb_tes
 	return rc ? -1 : 0;
 }
 
+bool kvb_exp_claims(const struct kvb_suite_test *t, const struct kvb_suite_engine *e)
+{
+	return t->claims_reuse && e && kvb_suite_engine_claims_reuse(e);
+}
+
+#define METRICS_MAX ((size_t)64 << 20)
+
+static size_t metrics_write(char *p, size_t sz, size_t n, void *ud)
+{
+	struct kv_buf *b = ud;
+	if (b->len + sz * n > METRICS_MAX)
+		return 0; /* over the cap: the transfer fails */
+	if (kv_buf_append(b, p, sz * n) < 0)
+		return 0;
+	return sz * n;
+}
+
+/* GET base_url/metrics: malloc'ed text, or NULL (a warning says why). */
+static char *fetch_metrics(struct kvb_engine *e, double timeout_s)
+{
+	CURL *c = curl_easy_init();
+	struct kv_buf b = KV_BUF_INIT(0);
+	char *url = xasprintf("%s/metrics", e->base_url);
+	long code = 0;
+	CURLcode rc;
+
+	if (!c) {
+		free(url);
+		return NULL;
+	}
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(timeout_s * 1000));
+	curl_easy_setopt(c, CURLOPT_PROXY, "");
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, metrics_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	rc = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_cleanup(c);
+	if (rc != CURLE_OK || code != 200) {
+		kv_warn("engine %s: %s: %s", e->name, url,
+			rc != CURLE_OK ? curl_easy_strerror(rc) : "answered not 200");
+		free(url);
+		kv_buf_release(&b);
+		return NULL;
+	}
+	free(url);
+	return kv_buf_detach(&b, NULL);
+}
+
+int kvb_exp_restart_engine(struct kvb_engine *e, volatile sig_atomic_t *interrupt, char **why,
+			   bool *cancelled)
+{
+	enum kvb_ready r;
+
+	*cancelled = false;
+	kvb_engine_stop(e);
+	e->ready_ns = 0;
+	if (kvb_engine_start(e) < 0) {
+		*why = xasprintf("engine %s could not be started again", e->name);
+		return -1;
+	}
+	r = kvb_engine_wait_ready(e, interrupt);
+	if (r != KVB_READY) {
+		*cancelled = r == KVB_READY_CANCELLED;
+		*why = xasprintf("engine %s was not ready again after its restart (%s)", e->name,
+				 kvb_engine_exit_text(e));
+		return -1;
+	}
+	return 0;
+}
+
+/* restart: true: the candidate engine is stopped and started again. 0 or -1. */
+static int restart_engine(const struct kvb_exp *x, struct kvb_engine *e,
+			  struct kvb_test_result *res)
+{
+	bool cancelled;
+	char *why = NULL;
+
+	kv_info("engine %s: restarting between passes (restart: true)", e->name);
+	if (kvb_exp_restart_engine(e, x->interrupt, &why, &cancelled) < 0) {
+		res->verdict = cancelled ? KVB_V_INTERRUPTED : KVB_V_ERROR;
+		free(res->reason);
+		res->reason = why;
+		return -1;
+	}
+	return 0;
+}
+
+/* An engine named by a cache_path or key_isolation check of t. */
+static bool metrics_named(const struct kvb_suite_test *t, const char *engine)
+{
+	for (size_t i = 0; i < t->n_checks; i++)
+		if ((t->checks[i].type == KVB_CHECK_CACHE_PATH ||
+		     t->checks[i].type == KVB_CHECK_KEY_ISOLATION) &&
+		    !strcmp(t->checks[i].engine, engine))
+			return true;
+	return false;
+}
+
 int kvb_exp_run(const struct kvb_exp *x, struct kvb_test_result *res)
 {
+	struct kvb_exp_snap *snaps = xcalloc(x->n_engines + 1, sizeof(*snaps));
+	size_t n_snaps = 0;
 	const struct kvb_suite_test *t = x->test;
 	struct merge m = { 0 };
 	struct watch w;
@@ -794,8 +1094,25 @@ int kvb_exp_run(const struct kvb_exp *x, struct kvb_test_result *res)
 			w.dead = x->engines[i];
 			goto done;
 		}
+	for (size_t i = 0; i < x->n_engines; i++) {
+		bool claims = kvb_exp_claims(t, x->engines[i]->cfg);
+		if (!claims && !metrics_named(t, x->engines[i]->name))
+			continue;
+		snaps[n_snaps].engine = x->engines[i]->name;
+		snaps[n_snaps].claims = claims;
+		snaps[n_snaps].n_passes = t->passes;
+		snaps[n_snaps].text = xcalloc((size_t)t->passes + 1, sizeof(char *));
+		n_snaps++;
+	}
 
 	for (int pass = 0; pass < t->passes && !w.cancel; pass++) {
+		for (size_t i = 0; i < x->n_engines && t->restart && pass > 0; i++)
+			if (kvb_exp_claims(t, x->engines[i]->cfg) &&
+			    restart_engine(x, x->engines[i], res) < 0)
+				goto done;
+		for (size_t i = 0, k = 0; i < x->n_engines; i++)
+			if (k < n_snaps && !strcmp(snaps[k].engine, x->engines[i]->name))
+				snaps[k++].text[pass] = fetch_metrics(x->engines[i], 30);
 		if (t->parallel || x->n_engines == 1) {
 			char *dir = xasprintf("%s/run-p%d", x->test_dir, pass);
 			one_run(x, x->engines, x->n_engines, pass, dir, &w, &m, res);
@@ -813,6 +1130,10 @@ int kvb_exp_run(const struct kvb_exp *x, struct kvb_test_result *res)
 		if (res->verdict == KVB_V_ERROR)
 			break;
 	}
+	if (!w.cancel && res->verdict == KVB_V_PASS)
+		for (size_t i = 0, k = 0; i < x->n_engines; i++)
+			if (k < n_snaps && !strcmp(snaps[k].engine, x->engines[i]->name))
+				snaps[k++].text[t->passes] = fetch_metrics(x->engines[i], 30);
 done:
 	if (w.dead) {
 		char *tail = one_line_tail(w.dead);
@@ -843,7 +1164,7 @@ done:
 	}
 	if (res->verdict == KVB_V_PASS) {
 		groups_text = json_dumps(m.groups, JSON_COMPACT);
-		kvb_exp_checks(t, groups_text, x->skipped, x->test_dir, res);
+		kvb_exp_checks_snap(t, groups_text, x->skipped, x->test_dir, snaps, n_snaps, res);
 		res->verdict = kvb_test_verdict(res);
 		free(groups_text);
 	}
@@ -852,5 +1173,11 @@ done:
 	json_decref(m.groups);
 	free(m.csv_path);
 	free(m.jsonl_path);
+	for (size_t i = 0; i < n_snaps; i++) {
+		for (int p = 0; p <= snaps[i].n_passes; p++)
+			free(snaps[i].text[p]);
+		free(snaps[i].text);
+	}
+	free(snaps);
 	return rc;
 }

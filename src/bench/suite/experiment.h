@@ -52,4 +52,37 @@ void kvb_exp_checks(const struct kvb_suite_test *t, const char *groups_json,
 		    const char *const *skipped, const char *test_dir,
 		    struct kvb_test_result *res);
 
+/*
+ * /metrics of one engine (Prometheus text) at the start of each pass and at
+ * the end: text[p] before pass p (after a restart: of the new process),
+ * text[n_passes] after the last pass. NULL where it could not be read.
+ */
+struct kvb_exp_snap {
+	const char *engine;
+	bool claims;       /* the engine claims reuse in this test: implicit checks */
+	char **text;       /* n_passes + 1 entries */
+	int n_passes;
+};
+
+/*
+ * kvb_exp_checks plus what needs /metrics: explicit cache_path and
+ * key_isolation checks, and for every snap with claims set the implicit
+ * cache_path.ENGINE and silent_miss.ENGINE over the last pass.
+ */
+void kvb_exp_checks_snap(const struct kvb_suite_test *t, const char *groups_json,
+			 const char *const *skipped, const char *test_dir,
+			 const struct kvb_exp_snap *snaps, size_t n_snaps,
+			 struct kvb_test_result *res);
+
+/*
+ * Stops engine e and starts it again (restart: true, repeat:), waiting until
+ * it is ready. 0, or -1 with a one-line reason in *why (malloc'ed) and
+ * *cancelled set when interrupt cut the wait.
+ */
+int kvb_exp_restart_engine(struct kvb_engine *e, volatile sig_atomic_t *interrupt, char **why,
+			   bool *cancelled);
+
+/* Whether engine e takes part in test t as a cache engine that claims reuse. */
+bool kvb_exp_claims(const struct kvb_suite_test *t, const struct kvb_suite_engine *e);
+
 #endif

@@ -33,6 +33,7 @@ void kvb_test_add_check(struct kvb_test_result *t, const char *name, enum kvb_ve
 	c->threshold = threshold;
 	c->unit = xstrdup(unit ? unit : "");
 	c->reason = xstrdup(reason ? reason : "");
+	c->first_req = -1;
 }
 
 enum kvb_verdict kvb_test_verdict(const struct kvb_test_result *t)

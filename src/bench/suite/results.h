@@ -32,6 +32,9 @@ struct kvb_check_result {
 	double threshold;         /* NAN when none */
 	char *unit;               /* "s", "x", "fraction" */
 	char *reason;             /* one line */
+	long first_req;           /* FAIL: smallest send index (0-based, among the requests
+				     sent to the checked engine) of a request the check
+				     flagged; -1 when not per request */
 };
 
 struct kvb_test_result {

@@ -19,5 +19,9 @@ bool kvb_test_selected(const char *name, const char *filter);
  */
 int kvb_suite_prepare_engines(const struct kvb_suite *s, const char *filter, bool quick,
 			      const char *log_dir, struct kvb_engine **out, size_t *n_out);
+/* The same, for the tests that also carry tag (--tag; NULL: any). */
+int kvb_suite_prepare_engines_tag(const struct kvb_suite *s, const char *filter, const char *tag,
+				  bool quick, const char *log_dir, struct kvb_engine **out,
+				  size_t *n_out);
 
 #endif

@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "common/buf.h"
+#include "checks/checks.h"
 #include "suite/suite.h"
 #include "suite/ynode.h"
 #include "common/banned.h"
@@ -390,7 +391,8 @@ static const char *const presets[] = { "kvserve", "vllm", "sglang", "llama.cpp",
 
 #define ENGINE_KEYS "preset, binary, command, args, env, host, port, url, health_path, " \
 	"model, startup_timeout, stop_grace, baseline, prefix_caching, max_model_len, " \
-	"connector, kv_transfer_config, lmcache, gpus, requires, return_token_ids, api_key_env"
+	"connector, kv_transfer_config, lmcache, gpus, requires, return_token_ids, api_key_env, " \
+	"claims_reuse"
 
 static int load_engine(struct ctx *c, struct kvb_suite *s, struct kvb_suite_engine *e,
 		       const char *name, int line, struct ynode *m)
@@ -409,6 +411,7 @@ static int load_engine(struct ctx *c, struct kvb_suite *s, struct kvb_suite_engi
 	e->startup_timeout_s = s->startup_timeout_s;
 	e->stop_grace_s = s->stop_grace_s;
 	e->return_token_ids = true;
+	e->claims_reuse = -1;
 	if (!valid_name(name)) {
 		cerr(c, line, "%s: engine names use letters, digits, '-', '_' and '.'", where);
 		return -1;
@@ -436,6 +439,17 @@ static int load_engine(struct ctx *c, struct kvb_suite *s, struct kvb_suite_engi
 	    get_str(c, m, "api_key_env", "api_key_env", &e->api_key_env) < 0)
 		return -1;
 	e->port = (int)port;
+	n = ynode_get(m, "claims_reuse");
+	if (n) {
+		bool cr;
+		if (want_scalar(c, n, "claims_reuse") < 0)
+			return -1;
+		if (parse_bool(n->str, &cr) < 0) {
+			ERR(c, n, "claims_reuse: expected true or false, got '%s'", n->str);
+			return -1;
+		}
+		e->claims_reuse = cr;
+	}
 	n = ynode_get(m, "prefix_caching");
 	if (n) {
 		if (want_scalar(c, n, "prefix_caching") < 0)
@@ -650,7 +664,13 @@ static const struct check_kind check_kinds[] = {
 	{ "max_error_rate", KVB_CHECK_MAX_ERROR_RATE, "max" },
 	{ "identity", KVB_CHECK_IDENTITY, NULL },
 	{ "max_accuracy_drop", KVB_CHECK_MAX_ACCURACY_DROP, "max" },
+	{ "logprobs", KVB_CHECK_LOGPROBS, NULL },
+	{ "cache_path", KVB_CHECK_CACHE_PATH, NULL },
+	{ "key_isolation", KVB_CHECK_KEY_ISOLATION, NULL },
 };
+
+#define CHECK_TYPES "max_ttft, min_speedup, min_hit_rate, max_error_rate, identity, " \
+	"max_accuracy_drop, logprobs, cache_path, key_isolation"
 
 const char *kvb_check_type_name(enum kvb_check_type t)
 {
@@ -679,7 +699,8 @@ static int engine_ref(struct ctx *c, const struct kvb_suite *s, const struct kvb
 
 static const char *const stats[] = { "mean", "p50", "p90", "p99", "p99_9", "max", "min", NULL };
 
-#define CHECK_KEYS "type, name, engine, baseline, candidate, pass, baseline_pass, stat, max, min"
+#define CHECK_KEYS "type, name, engine, baseline, candidate, pass, baseline_pass, stat, max, " \
+	"min, tolerance, near_tie_nats, max_lp_delta, max_kl, strict, prompt"
 
 static int load_check(struct ctx *c, const struct kvb_suite *s, struct kvb_suite_test *t,
 		      struct kvb_suite_check *k, struct ynode *m)
@@ -693,6 +714,9 @@ static int load_check(struct ctx *c, const struct kvb_suite *s, struct kvb_suite
 	k->line = m->line;
 	k->pass = -1;
 	k->baseline_pass = -1;
+	k->near_tie_nats = -1;
+	k->max_lp_delta = -1;
+	k->max_kl = -1;
 	snprintf(where, sizeof(where), "tests.%s.checks", t->name);
 	if (want_map(c, m, where) < 0)
 		return -1;
@@ -700,16 +724,14 @@ static int load_check(struct ctx *c, const struct kvb_suite *s, struct kvb_suite
 	if (get_str(c, m, "type", "type", &type) < 0)
 		goto out;
 	if (!type) {
-		ERR(c, m, "%s: missing 'type' (max_ttft, min_speedup, min_hit_rate, "
-		    "max_error_rate, identity, max_accuracy_drop)", where);
+		ERR(c, m, "%s: missing 'type' (" CHECK_TYPES ")", where);
 		goto out;
 	}
 	for (size_t i = 0; i < KV_ARRAY_SIZE(check_kinds); i++)
 		if (!strcmp(check_kinds[i].name, type))
 			kind = &check_kinds[i];
 	if (!kind) {
-		ERR(c, ynode_get(m, "type"), "%s.type: unknown check '%s' (known: max_ttft, "
-		    "min_speedup, min_hit_rate, max_error_rate, identity, max_accuracy_drop)",
+		ERR(c, ynode_get(m, "type"), "%s.type: unknown check '%s' (known: " CHECK_TYPES ")",
 		    where, type);
 		goto out;
 	}
@@ -720,8 +742,33 @@ static int load_check(struct ctx *c, const struct kvb_suite *s, struct kvb_suite
 	    get_str(c, m, "candidate", "candidate", &k->candidate) < 0 ||
 	    get_int(c, m, "pass", "pass", 0, 1000, &pass) < 0 ||
 	    get_int(c, m, "baseline_pass", "baseline_pass", 0, 1000, &bpass) < 0 ||
-	    get_str(c, m, "stat", "stat", &k->stat) < 0)
+	    get_str(c, m, "stat", "stat", &k->stat) < 0 ||
+	    get_str(c, m, "tolerance", "tolerance", &k->tolerance) < 0 ||
+	    get_double(c, m, "near_tie_nats", "near_tie_nats", 0, 100, &k->near_tie_nats) < 0 ||
+	    get_double(c, m, "max_lp_delta", "max_lp_delta", 0, 1000, &k->max_lp_delta) < 0 ||
+	    get_double(c, m, "max_kl", "max_kl", 0, 1000, &k->max_kl) < 0 ||
+	    get_bool(c, m, "strict", "strict", &k->strict) < 0 ||
+	    get_bool(c, m, "prompt", "prompt", &k->prompt) < 0)
 		goto out;
+	{
+		/* numeric keys only where they mean something */
+		static const char *const num_keys[] = { "tolerance", "near_tie_nats", "max_lp_delta",
+							"max_kl", "strict", "prompt" };
+		/* which check types take each of num_keys: I identity, L logprobs */
+		static const char *const takes[] = { "IL", "I", "L", "L", "I", "L" };
+		char me = k->type == KVB_CHECK_IDENTITY ? 'I' : k->type == KVB_CHECK_LOGPROBS ? 'L' : 0;
+		for (size_t i = 0; i < KV_ARRAY_SIZE(num_keys); i++)
+			if (ynode_get(m, num_keys[i]) && (!me || !strchr(takes[i], me))) {
+				ERR(c, ynode_get(m, num_keys[i]), "%s.%s: not a key of a %s check",
+				    where, num_keys[i], type);
+				goto out;
+			}
+	}
+	if (k->tolerance && !kvb_tolerance_find(k->tolerance)) {
+		ERR(c, ynode_get(m, "tolerance"), "%s.tolerance: expected bf16 or fp32, got '%s'",
+		    where, k->tolerance);
+		goto out;
+	}
 	k->pass = (int)pass;
 	k->baseline_pass = (int)bpass;
 	if (k->stat) {
@@ -766,8 +813,17 @@ static int load_check(struct ctx *c, const struct kvb_suite *s, struct kvb_suite
 		break;
 	case KVB_CHECK_IDENTITY:
 	case KVB_CHECK_MAX_ACCURACY_DROP:
+	case KVB_CHECK_LOGPROBS:
 		if (!k->baseline || !k->candidate) {
 			ERR(c, m, "%s: %s needs 'baseline' and 'candidate' engines", where, type);
+			goto out;
+		}
+		break;
+	case KVB_CHECK_CACHE_PATH:
+	case KVB_CHECK_KEY_ISOLATION:
+		if (!k->engine) {
+			ERR(c, m, "%s: %s needs 'engine' (the engine whose /metrics are read)", where,
+			    type);
 			goto out;
 		}
 		break;
@@ -784,7 +840,9 @@ static int load_check(struct ctx *c, const struct kvb_suite *s, struct kvb_suite
 		goto out;
 	}
 	if (!k->name) {
-		if (k->engine || k->candidate)
+		if (k->type == KVB_CHECK_LOGPROBS && k->prompt)
+			k->name = xasprintf("prompt_logprobs.%s", k->candidate);
+		else if (k->engine || k->candidate)
 			k->name = xasprintf("%s.%s", type, k->candidate ? k->candidate : k->engine);
 		else
 			k->name = xstrdup(type);
@@ -798,14 +856,16 @@ out:
 }
 
 #define TEST_KEYS "description, workload, engines, mode, passes, concurrency, arrival, " \
-	"rate, burstiness, max_requests, duration, request_timeout, seed, timeout, checks"
+	"rate, burstiness, max_requests, duration, request_timeout, seed, timeout, checks, " \
+	"claims_reuse, fault, class, expect, repeat, restart, abort_every, abort_after_tokens, " \
+	"abort_after, tags"
 
 static int load_test(struct ctx *c, struct kvb_suite *s, struct kvb_suite_test *t,
 		     const char *name, int line, struct ynode *m)
 {
 	char where[128];
-	char *mode = NULL;
-	int64_t passes = 1, conc = 1, seed = 0;
+	char *mode = NULL, *expect = NULL;
+	int64_t passes = 1, conc = 1, seed = 0, repeat = 1, abort_every = 0, abort_tokens = 0;
 	struct ynode *n;
 	int rc = -1;
 
@@ -814,6 +874,7 @@ static int load_test(struct ctx *c, struct kvb_suite *s, struct kvb_suite_test *
 	t->line = line;
 	t->burstiness = 1;
 	t->request_timeout_s = 600;
+	t->claims_reuse = true;
 	if (!valid_name(name)) {
 		cerr(c, line, "%s: test names use letters, digits, '-', '_' and '.'", where);
 		return -1;
@@ -834,8 +895,42 @@ static int load_test(struct ctx *c, struct kvb_suite *s, struct kvb_suite_test *
 	    get_duration(c, m, "duration", "duration", &t->duration_s) < 0 ||
 	    get_duration(c, m, "request_timeout", "request_timeout", &t->request_timeout_s) < 0 ||
 	    get_int(c, m, "seed", "seed", 0, INT64_MAX, &seed) < 0 ||
-	    get_duration(c, m, "timeout", "timeout", &t->timeout_s) < 0)
+	    get_duration(c, m, "timeout", "timeout", &t->timeout_s) < 0 ||
+	    get_bool(c, m, "claims_reuse", "claims_reuse", &t->claims_reuse) < 0 ||
+	    get_str(c, m, "fault", "fault", &t->fault) < 0 ||
+	    get_str(c, m, "class", "class", &t->fclass) < 0 ||
+	    get_str(c, m, "expect", "expect", &expect) < 0 ||
+	    get_int(c, m, "repeat", "repeat", 1, 10000, &repeat) < 0 ||
+	    get_bool(c, m, "restart", "restart", &t->restart) < 0 ||
+	    get_int(c, m, "abort_every", "abort_every", 0, INT32_MAX, &abort_every) < 0 ||
+	    get_int(c, m, "abort_after_tokens", "abort_after_tokens", 0, INT32_MAX,
+		    &abort_tokens) < 0 ||
+	    get_duration(c, m, "abort_after", "abort_after", &t->abort_after_s) < 0 ||
+	    get_strv(c, m, "tags", "tags", &t->tags, NULL) < 0)
 		goto out;
+	t->repeat = (int)repeat;
+	t->abort_every = (int)abort_every;
+	t->abort_after_tokens = (int)abort_tokens;
+	if (expect) {
+		t->expect_set = true;
+		if (!strcmp(expect, "detect")) {
+			t->expect_detect = true;
+		} else if (strcmp(expect, "pass")) {
+			ERR(c, ynode_get(m, "expect"), "%s.expect: expected detect or pass, got '%s'",
+			    where, expect);
+			goto out;
+		}
+	}
+	if (t->restart && passes < 2) {
+		ERR(c, ynode_get(m, "restart"), "%s.restart: needs passes: 2 or more (the engine is "
+		    "restarted between passes)", where);
+		goto out;
+	}
+	if ((abort_tokens > 0 || t->abort_after_s > 0) && abort_every <= 0) {
+		ERR(c, ynode_get(m, abort_tokens > 0 ? "abort_after_tokens" : "abort_after"),
+		    "%s: abort_after_tokens and abort_after need 'abort_every: N'", where);
+		goto out;
+	}
 	t->passes = (int)passes;
 	t->concurrency = (int)conc;
 	t->seed = (uint64_t)seed;
@@ -907,6 +1002,7 @@ static int load_test(struct ctx *c, struct kvb_suite *s, struct kvb_suite_test *
 	rc = 0;
 out:
 	free(mode);
+	free(expect);
 	return rc;
 }
 
@@ -1112,8 +1208,12 @@ void kvb_suite_release(struct kvb_suite *s)
 			free(t->checks[k].baseline);
 			free(t->checks[k].candidate);
 			free(t->checks[k].stat);
+			free(t->checks[k].tolerance);
 		}
 		free(t->checks);
+		free(t->fault);
+		free(t->fclass);
+		strv_free(t->tags);
 	}
 	free(s->tests);
 	free(s->file);
@@ -1121,4 +1221,57 @@ void kvb_suite_release(struct kvb_suite *s)
 	free(s->model);
 	free(s->results_dir);
 	memset(s, 0, sizeof(*s));
+}
+
+static bool argv_has(char **args, const char *const *flags)
+{
+	for (char **a = args; a && *a; a++)
+		for (const char *const *f = flags; *f; f++) {
+			size_t n = strlen(*f);
+			if (!strncmp(*a, *f, n) && ((*a)[n] == '\0' || (*a)[n] == '='))
+				return true;
+		}
+	return false;
+}
+
+bool kvb_suite_engine_claims_reuse(const struct kvb_suite_engine *e)
+{
+	/* kvserve connector tiers (docs/offload.md): any of these turns the connector on */
+	static const char *const kv_tiers[] = { "--kv-cpu-bytes", "--kv-disk-dir", "--kv-disk-bytes",
+						"--kv-remote-url", "--kv-config", "--kv-offload",
+						NULL };
+	static const char *const no_cache_prompt[] = { "--no-cache-prompt", NULL };
+	static const char *const no_radix[] = { "--disable-radix-cache", NULL };
+	static const char *const no_apc[] = { "--no-enable-prefix-caching", NULL };
+	static const char *const kv_no_pc[] = { "--no-prefix-cache", NULL };
+
+	if (e->claims_reuse >= 0)
+		return e->claims_reuse;
+	if (!strcmp(e->preset, "kvserve"))
+		return (e->prefix_caching != 0 && !argv_has(e->args, kv_no_pc)) ||
+		       argv_has(e->args, kv_tiers);
+	if (!strcmp(e->preset, "vllm"))
+		return e->connector || argv_has(e->args, (const char *const[]){ "--kv-transfer-config",
+										  NULL }) ||
+		       (e->prefix_caching != 0 && !argv_has(e->args, no_apc));
+	if (!strcmp(e->preset, "sglang"))
+		return e->prefix_caching != 0 && !argv_has(e->args, no_radix);
+	if (!strcmp(e->preset, "llama.cpp"))
+		return e->prefix_caching != 0 && !argv_has(e->args, no_cache_prompt);
+	return false;
+}
+
+bool kvb_suite_test_tagged(const struct kvb_suite_test *t, const char *tag)
+{
+	if (!tag)
+		return true;
+	for (char **p = t->tags; p && *p; p++)
+		if (!strcmp(*p, tag))
+			return true;
+	return false;
+}
+
+bool kvb_suite_test_is_matrix(const struct kvb_suite_test *t)
+{
+	return t->fault || t->expect_set;
 }

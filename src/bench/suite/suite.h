@@ -31,6 +31,9 @@ enum kvb_check_type {
 	KVB_CHECK_MAX_ERROR_RATE,    /* failed / (completed + failed) <= max */
 	KVB_CHECK_IDENTITY,          /* outputs of a and b identical (checks module) */
 	KVB_CHECK_MAX_ACCURACY_DROP, /* accuracy(baseline) - accuracy(candidate) <= max */
+	KVB_CHECK_LOGPROBS,          /* logprob deltas of paired outputs (checks module) */
+	KVB_CHECK_CACHE_PATH,        /* the engine's /metrics show cache hits in the pass */
+	KVB_CHECK_KEY_ISOLATION,     /* no cross hits between key-probe pairs */
 };
 
 struct kvb_suite_check {
@@ -43,6 +46,13 @@ struct kvb_suite_check {
 	int baseline_pass; /* min_speedup: pass of the baseline; -1 = same as pass */
 	char *stat;        /* "mean", "p50", "p90", "p99", "p99_9", "max" */
 	double limit;      /* the threshold (max or min) */
+	/* identity, logprobs: numeric thresholds (docs/checks.md); < 0 = from tolerance */
+	char *tolerance;   /* "bf16" (default) or "fp32" */
+	double near_tie_nats;
+	double max_lp_delta;
+	double max_kl;
+	bool strict;       /* identity: benign near-ties fail too */
+	bool prompt;       /* logprobs: prompt_logprobs (echo) instead of the output's */
 	int line;
 };
 
@@ -70,6 +80,7 @@ struct kvb_suite_engine {
 	char **requires;       /* engines started before this one; NULL-terminated */
 	bool return_token_ids;
 	char *api_key_env;
+	int claims_reuse;      /* -1 = from the preset and args (kvb_suite_engine_claims_reuse) */
 	int line;
 };
 
@@ -100,6 +111,18 @@ struct kvb_suite_test {
 	double timeout_s;          /* whole test; 0 = none */
 	struct kvb_suite_check *checks;
 	size_t n_checks;
+	/* detection matrix (docs/suite.md "Detection matrix") */
+	bool claims_reuse;         /* false: no implicit cache_path/silent_miss checks */
+	char *fault;               /* label of the injected fault, or NULL */
+	char *fclass;              /* FAULTS.md class letter(s), or NULL */
+	bool expect_set;           /* expect: was given */
+	bool expect_detect;        /* expect: detect (a failing check is the wanted outcome) */
+	int repeat;                /* runs of the test (>= 1) */
+	bool restart;              /* restart the candidate engine between passes */
+	int abort_every;           /* client-side aborts (runner options); 0 = none */
+	int abort_after_tokens;
+	double abort_after_s;
+	char **tags;               /* NULL-terminated or NULL */
 	int line;
 };
 
@@ -141,6 +164,20 @@ const struct kvb_suite_workload *kvb_suite_workload_find(const struct kvb_suite 
 char *kvb_suite_expand(const char *in, char **err);
 
 const char *kvb_check_type_name(enum kvb_check_type t);
+
+/*
+ * Whether an engine claims cache reuse (docs/suite.md "claims_reuse"): the
+ * claims_reuse key when set, else true for an engine with a cache layer:
+ * kvserve with prefix caching on or a connector tier flag among its args,
+ * vllm with prefix caching on (its default) or a connector, sglang unless
+ * its radix cache is off, llama.cpp unless --no-cache-prompt; false for the
+ * url, command and pegaflow-server presets.
+ */
+bool kvb_suite_engine_claims_reuse(const struct kvb_suite_engine *e);
+/* Whether test t carries tag (NULL tag: every test). */
+bool kvb_suite_test_tagged(const struct kvb_suite_test *t, const char *tag);
+/* A test of the detection matrix: it has fault: or expect:. */
+bool kvb_suite_test_is_matrix(const struct kvb_suite_test *t);
 /* Seconds from "30", "30s", "500ms", "2m", "1h". 0 or -1. */
 int kvb_parse_duration(const char *s, double *out);
 
