@@ -851,6 +851,7 @@ static int one_run(const struct kvb_exp *x, struct kvb_engine **engines, size_t 
 	o.duration_s = t->duration_s;
 	o.request_timeout_s = t->request_timeout_s;
 	o.progress = x->progress;
+	o.no_stream = !t->stream;
 	o.out_dir = run_dir;
 	o.cancel = &w->cancel;
 

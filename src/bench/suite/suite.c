@@ -858,7 +858,7 @@ out:
 #define TEST_KEYS "description, workload, engines, mode, passes, concurrency, arrival, " \
 	"rate, burstiness, max_requests, duration, request_timeout, seed, timeout, checks, " \
 	"claims_reuse, fault, class, expect, repeat, restart, abort_every, abort_after_tokens, " \
-	"abort_after, tags"
+	"abort_after, tags, stream"
 
 static int load_test(struct ctx *c, struct kvb_suite *s, struct kvb_suite_test *t,
 		     const char *name, int line, struct ynode *m)
@@ -875,6 +875,7 @@ static int load_test(struct ctx *c, struct kvb_suite *s, struct kvb_suite_test *
 	t->burstiness = 1;
 	t->request_timeout_s = 600;
 	t->claims_reuse = true;
+	t->stream = true;
 	if (!valid_name(name)) {
 		cerr(c, line, "%s: test names use letters, digits, '-', '_' and '.'", where);
 		return -1;
@@ -906,7 +907,8 @@ static int load_test(struct ctx *c, struct kvb_suite *s, struct kvb_suite_test *
 	    get_int(c, m, "abort_after_tokens", "abort_after_tokens", 0, INT32_MAX,
 		    &abort_tokens) < 0 ||
 	    get_duration(c, m, "abort_after", "abort_after", &t->abort_after_s) < 0 ||
-	    get_strv(c, m, "tags", "tags", &t->tags, NULL) < 0)
+	    get_strv(c, m, "tags", "tags", &t->tags, NULL) < 0 ||
+	    get_bool(c, m, "stream", "stream", &t->stream) < 0)
 		goto out;
 	t->repeat = (int)repeat;
 	t->abort_every = (int)abort_every;

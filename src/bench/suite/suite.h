@@ -119,6 +119,7 @@ struct kvb_suite_test {
 	bool expect_detect;        /* expect: detect (a failing check is the wanted outcome) */
 	int repeat;                /* runs of the test (>= 1) */
 	bool restart;              /* restart the candidate engine between passes */
+	bool stream;               /* false: stream=false requests (no TTFT/ITL) */
 	int abort_every;           /* client-side aborts (runner options); 0 = none */
 	int abort_after_tokens;
 	double abort_after_s;
