@@ -65,6 +65,7 @@ struct kvb_out_rec {
 	struct kvb_tok_lp *prompt_lps;
 	size_t n_prompt_lps;
 	char *expected;
+	int cached_tokens;     /* usage cached prompt tokens; -1 when absent */
 	int line;              /* line in the file, for messages */
 };
 

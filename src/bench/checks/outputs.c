@@ -156,6 +156,7 @@ int kvb_out_rec_from_json(const json_t *o, struct kvb_out_rec *r, const char *fi
 	memset(r, 0, sizeof(*r));
 	r->line = line;
 	r->pass = -1;
+	r->cached_tokens = -1;
 	if (!json_is_object(o)) {
 		kv_error("%s:%d: expected a json object", file, line);
 		return -1;
@@ -178,6 +179,13 @@ int kvb_out_rec_from_json(const json_t *o, struct kvb_out_rec *r, const char *fi
 		r->pass = (int)json_integer_value(v);
 	else if (v && !json_is_null(v)) {
 		kv_error("%s:%d: \"pass\" must be an integer", file, line);
+		goto bad;
+	}
+	v = json_object_get(o, "cached_tokens");
+	if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= INT32_MAX)
+		r->cached_tokens = (int)json_integer_value(v);
+	else if (v && !json_is_null(v)) {
+		kv_error("%s:%d: \"cached_tokens\" must be an integer >= 0", file, line);
 		goto bad;
 	}
 	v = json_object_get(o, "warmup");
@@ -454,6 +462,7 @@ void kvb_out_rec_from_result(struct kvb_out_rec *r, const struct kvb_req *req,
 	r->prompt_lps = lps_dup(res->prompt_lps, res->n_prompt_lps);
 	r->n_prompt_lps = res->prompt_lps ? res->n_prompt_lps : 0;
 	r->expected = dup_null(req->expected);
+	r->cached_tokens = res->cached_tokens;
 }
 
 void kvb_outputs_append(struct kvb_outputs *o, struct kvb_out_rec *r)
@@ -497,6 +506,8 @@ json_t *kvb_out_rec_to_json(const struct kvb_out_rec *r)
 		      lps_json(r->prompt_lps, r->n_prompt_lps), "expected", r->expected);
 	if (o && r->warmup)
 		json_object_set_new(o, "warmup", json_true());
+	if (o && r->cached_tokens >= 0)
+		json_object_set_new(o, "cached_tokens", json_integer(r->cached_tokens));
 	return o;
 }
 
