@@ -13,6 +13,7 @@
 #include "fields.h"
 #include "runner.h"
 #include "tokenize.h"
+#include "suite/suite.h"
 #include "common/opt.h"
 #include "common/banned.h"
 
@@ -93,7 +94,9 @@ int cmd_bench(int argc, char **argv)
 	const char *workload = "synthetic", *arrival = "poisson", *out_dir = NULL;
 	const char *api_key_env = NULL, *engine_id = NULL;
 	int64_t input_len = 128, output_len = 128, shared = 0, num = 0, conc = 0, logprobs = -1;
-	int64_t seed = 0, recv_buf = 2048;
+	int64_t seed = 0, recv_buf = 2048, abort_every = 0, abort_tokens = 0;
+	const char *abort_after = NULL;
+	double abort_s = 0;
 	double duration = 0, rate = 0, burst = 1, max_err = 0, cto = 10, rto = 600;
 	bool ignore_eos = true, stream = true, token_ids = false, progress = true;
 	struct sets sets = { 0 };
@@ -125,6 +128,10 @@ int cmd_bench(int argc, char **argv)
 		KV_OPT_CHOICE(0, "arrival", &arrival, arrivals, "open-loop arrivals: poisson, constant or gamma"),
 		KV_OPT_DOUBLE(0, "burstiness", &burst, "B", 0.001, 1000, "gamma shape (1 = Poisson, < 1 burstier)"),
 		KV_OPT_INT(0, "recv-buffer", &recv_buf, "BYTES", 1024, 1 << 20, "receive buffer per stream (bytes)"),
+		KV_OPT_GROUP("Client aborts (a user pressing stop; the other requests are the victims)"),
+		KV_OPT_INT(0, "abort-every", &abort_every, "N", 0, 1000000, "abort every Nth non-warmup request (ids N-1, 2N-1, ...); 0 = none"),
+		KV_OPT_INT(0, "abort-after-tokens", &abort_tokens, "K", 0, 1 << 24, "close the connection once K output tokens arrived (default 1 without --abort-after)"),
+		KV_OPT_STRING(0, "abort-after", &abort_after, "DURATION", "close the connection this long after the send (500ms, 2s)"),
 		KV_OPT_GROUP("Output"),
 		KV_OPT_STRING('o', "output", &out_dir, "DIR", "write DIR/requests.csv, outputs.jsonl, summary.json"),
 		KV_OPT_DOUBLE(0, "max-error-rate", &max_err, "F", 0, 1, "exit 1 when the failed fraction exceeds F"),
@@ -176,6 +183,14 @@ int cmd_bench(int argc, char **argv)
 		kv_error("bench: unexpected argument '%s'", argv[0]);
 		goto out;
 	}
+	if (abort_after && (kvb_parse_duration(abort_after, &abort_s) < 0 || !(abort_s > 0))) {
+		kv_error("bench: --abort-after: expected a duration > 0 (500ms, 2s), got '%s'", abort_after);
+		goto out;
+	}
+	if (!abort_every && (abort_after || abort_tokens)) {
+		kv_error("bench: --abort-after and --abort-after-tokens need --abort-every N");
+		goto out;
+	}
 	if (api_key_env && (!getenv(api_key_env) || !*getenv(api_key_env))) {
 		kv_error("bench: --api-key-env: environment variable %s is not set", api_key_env);
 		goto out;
@@ -224,6 +239,9 @@ int cmd_bench(int argc, char **argv)
 	o.cancel = &cancelled;
 	o.no_stream = !stream;
 	o.recv_buffer = (long)recv_buf;
+	o.abort_every = (int)abort_every;
+	o.abort_after_tokens = (int)abort_tokens;
+	o.abort_after_s = abort_s;
 	if (rate > 0) {
 		if (kvb_arrival_parse(arrival, &o.arrival) < 0)
 			goto out;
@@ -257,6 +275,11 @@ int cmd_bench(int argc, char **argv)
 			"workload", def->name, "seed", (json_int_t)seed, "rate", rate,
 			"duration", duration, "arrival", rate > 0 ? arrival : "closed",
 			"concurrency", (int)o.concurrency, "burstiness", burst);
+	if (abort_every) {
+		json_object_set_new(sum, "aborted", json_integer((json_int_t)res.aborted));
+		json_object_set_new(json_object_get(sum, "config"), "abort_every",
+				    json_integer((json_int_t)abort_every));
+	}
 	if (out_dir) {
 		char *path = xasprintf("%s/summary.json", out_dir);
 		char *text = json_dumps(sum, JSON_INDENT(1) | JSON_REAL_PRECISION(9));
@@ -275,6 +298,9 @@ int cmd_bench(int argc, char **argv)
 		free(path);
 	}
 	kvb_summary_print(stdout, groups);
+	if (abort_every)
+		printf("\naborted by the client: %llu requests (not counted as completed or failed)\n",
+		       (unsigned long long)res.aborted);
 	if (res.interrupted) {
 		kv_error("bench: interrupted");
 		rc = KVB_EXIT_RUNTIME;

@@ -80,7 +80,7 @@ int cmd_check(int argc, char **argv)
 	const struct kvb_outputs *candp;
 	struct kvb_select bs, cs;
 	struct kvb_pair *pairs = NULL;
-	size_t n_pairs = 0, n_unpaired = 0, n_failed = 0;
+	size_t n_pairs = 0, n_unpaired = 0, n_failed = 0, n_aborted = 0;
 	struct kvb_check checks[16];
 	int n_checks = 0, rc = KVB_EXIT_USAGE, npos;
 	struct kvb_identity_opts io = { 0 };
@@ -124,11 +124,13 @@ int cmd_check(int argc, char **argv)
 	bs.pass = (int)base_pass;
 	cs.engine_id = cand_engine;
 	cs.pass = (int)cand_pass;
-	kvb_pair_outputs(&base, &bs, candp, &cs, &pairs, &n_pairs, &n_unpaired, &n_failed);
-	printf("pairs: %zu (unpaired records: %zu, failed requests left out: %zu)\n", n_pairs,
-	       n_unpaired, n_failed);
+	kvb_pair_outputs_ex(&base, &bs, candp, &cs, &pairs, &n_pairs, &n_unpaired, &n_failed,
+			    &n_aborted);
+	printf("pairs: %zu (unpaired records: %zu, failed requests left out: %zu, "
+	       "aborted by the client: %zu)\n", n_pairs, n_unpaired, n_failed, n_aborted);
 
-	kvb_check_completeness(n_pairs, n_unpaired, n_failed, allow_unpaired, &checks[n_checks++]);
+	kvb_check_completeness_ex(n_pairs, n_unpaired, n_failed, n_aborted, allow_unpaired,
+				  &checks[n_checks++]);
 	io.near_tie_nats = near_tie;
 	io.strict = strict;
 	io.divergences_path = div_path;

@@ -40,7 +40,7 @@ struct runner {
 	bool have_sink;
 	uint64_t t0, t_stop;
 	double wall0;
-	uint64_t completed, failed, done_all;
+	uint64_t completed, failed, aborted, done_all;
 	uint64_t first_send, last_end;
 };
 
@@ -86,7 +86,9 @@ static void record(struct runner *r, struct item *it, struct kvb_req *req, struc
 
 	res->req_id = req->id;
 	kvb_record_derive(&rec);
-	if (!req->warmup && res->status != KVB_ERR_CANCELLED) {
+	if (!req->warmup && res->status == KVB_ABORTED) {
+		r->aborted++;
+	} else if (!req->warmup && res->status != KVB_ERR_CANCELLED) {
 		kvb_stats_add(group(r, it, req->pass), &rec);
 		if (res->status == KVB_OK)
 			r->completed++;
@@ -158,6 +160,13 @@ static void send_req(struct runner *r, struct item *it, struct kvb_req *req, uin
 	f->req = req;
 	call->ctx = f;
 	call->res.t_sched = t_sched;
+	if (r->o->abort_every > 0 && !req->warmup &&
+	    req->id % (uint64_t)r->o->abort_every == (uint64_t)r->o->abort_every - 1) {
+		call->abort_after_s = r->o->abort_after_s;
+		call->abort_after_tokens = r->o->abort_after_tokens;
+		if (call->abort_after_tokens <= 0 && !(call->abort_after_s > 0))
+			call->abort_after_tokens = 1;
+	}
 	it->inflight++;
 	kvb_client_start(r->client, call);
 }
@@ -415,6 +424,7 @@ int kvb_run(struct kvb_run_item *items, size_t n, const struct kvb_run_opts *o,
 	r.have_sink = false;
 	out->completed = r.completed;
 	out->failed = r.failed;
+	out->aborted = r.aborted;
 	out->duration_s = r.last_end > r.first_send ? (double)(r.last_end - r.first_send) / 1e9 : 0;
 	out->groups_json = groups_json(&r);
 out:

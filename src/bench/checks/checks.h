@@ -65,6 +65,7 @@ struct kvb_out_rec {
 	struct kvb_tok_lp *prompt_lps;
 	size_t n_prompt_lps;
 	char *expected;
+	int cached_tokens;     /* usage cached prompt tokens; -1 when absent */
 	int line;              /* line in the file, for messages */
 };
 
@@ -113,20 +114,30 @@ struct kvb_select {
  * Pairs base and candidate records by key (and by pass too when both
  * selections leave pass = -1, so two engines' runs of a multi-pass workload
  * pair pass with pass). Warmup records and records whose status is not "ok"
- * are left out (counted in *n_failed). Duplicate keys pair in file order.
- * *pairs is malloc'ed (free it); *n_unpaired counts records of either side
- * without a partner.
+ * are left out (counted in *n_failed), except status "aborted" (closed by
+ * the client on purpose, --abort-every): such a record is counted in
+ * *n_aborted (kvb_pair_outputs_ex; may be NULL) and neither it nor its
+ * partner forms a pair or counts as unpaired. Duplicate keys pair in file
+ * order. *pairs is malloc'ed (free it); *n_unpaired counts records of either
+ * side without a partner.
  */
 void kvb_pair_outputs(const struct kvb_outputs *base, const struct kvb_select *bs,
 		      const struct kvb_outputs *cand, const struct kvb_select *cs,
 		      struct kvb_pair **pairs, size_t *n_pairs, size_t *n_unpaired,
 		      size_t *n_failed);
+void kvb_pair_outputs_ex(const struct kvb_outputs *base, const struct kvb_select *bs,
+			 const struct kvb_outputs *cand, const struct kvb_select *cs,
+			 struct kvb_pair **pairs, size_t *n_pairs, size_t *n_unpaired,
+			 size_t *n_failed, size_t *n_aborted);
 
 /* Every request answered and paired: fails when n_failed > 0 (a request
  * errored on either side: a fault may surface as errors, not wrong text) or,
- * unless allow_unpaired, when a key has no partner. */
+ * unless allow_unpaired, when a key has no partner. Aborted requests
+ * (n_aborted, _ex) never fail it: the reason says "N aborted by the client". */
 void kvb_check_completeness(size_t n_pairs, size_t n_unpaired, size_t n_failed,
 			    bool allow_unpaired, struct kvb_check *c);
+void kvb_check_completeness_ex(size_t n_pairs, size_t n_unpaired, size_t n_failed,
+			       size_t n_aborted, bool allow_unpaired, struct kvb_check *c);
 
 /*
  * Tolerance presets of the numeric thresholds (docs/checks.md has the
