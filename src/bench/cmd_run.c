@@ -601,8 +601,8 @@ int cmd_run(int argc, char **argv)
 				for (size_t k = 0; k < nte && r > 0; k++) {
 					char *rwhy = NULL;
 					bool cancelled;
-					if (!kvb_exp_claims(t, te[k]->cfg))
-						continue;
+					if (!te[k]->cfg || !kvb_suite_engine_claims_reuse(te[k]->cfg))
+						continue; /* no cache layer: nothing to empty */
 					kv_info("engine %s: restarting for run %d of %s", te[k]->name,
 						r + 1, t->name);
 					if (kvb_exp_restart_engine(te[k], &interrupted, &rwhy,

@@ -852,6 +852,19 @@ static int one_run(const struct kvb_exp *x, struct kvb_engine **engines, size_t 
 	o.request_timeout_s = t->request_timeout_s;
 	o.progress = x->progress;
 	o.no_stream = !t->stream;
+	/* client-side aborts: on the engines that claim reuse (a baseline keeps
+	   every record to compare with), in the first pass only when there are
+	   more (later passes send the same prompts to completion: the victims) */
+	if (t->abort_every > 0 && (t->passes == 1 || pass == 0)) {
+		bool any = false;
+		for (size_t i = 0; i < n; i++)
+			any |= kvb_exp_claims(t, engines[i]->cfg);
+		if (any) {
+			o.abort_every = t->abort_every;
+			o.abort_after_tokens = t->abort_after_tokens;
+			o.abort_after_s = t->abort_after_s;
+		}
+	}
 	o.out_dir = run_dir;
 	o.cancel = &w->cancel;
 
@@ -1108,7 +1121,7 @@ int kvb_exp_run(const struct kvb_exp *x, struct kvb_test_result *res)
 
 	for (int pass = 0; pass < t->passes && !w.cancel; pass++) {
 		for (size_t i = 0; i < x->n_engines && t->restart && pass > 0; i++)
-			if (kvb_exp_claims(t, x->engines[i]->cfg) &&
+			if (x->engines[i]->cfg && kvb_suite_engine_claims_reuse(x->engines[i]->cfg) &&
 			    restart_engine(x, x->engines[i], res) < 0)
 				goto done;
 		for (size_t i = 0, k = 0; i < x->n_engines; i++)
