@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <unistd.h>
 #include <math.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -432,7 +433,22 @@ static int test_load(struct kvr_test *t, const char *dir, const char *name, bool
 	t->name = xstrdup(name);
 	t->max_pass = -1;
 	path = xasprintf("%s/requests.csv", tdir);
-	if (requests_read(t, path) < 0)
+	if (!flat && access(path, F_OK) < 0) {
+		/* a repeated test (repeat: N) keeps its runs in run-1 .. run-N: the
+		   report shows the first; a test that never ran has no requests */
+		char *first = xasprintf("%s/run-1", tdir);
+		free(path);
+		path = xasprintf("%s/requests.csv", first);
+		if (access(path, F_OK) == 0) {
+			free(tdir);
+			tdir = first;
+		} else {
+			free(first);
+			free(path);
+			path = NULL;
+		}
+	}
+	if (path && requests_read(t, path) < 0)
 		goto out;
 	free(path);
 	path = xasprintf("%s/summary.json", tdir);

@@ -7,6 +7,7 @@
 #define KVR_MODEL_H
 
 #include "report/chart.h"
+#include "report/csv.h"
 #include "report/data.h"
 
 struct kvr_row {
@@ -39,6 +40,8 @@ struct kvr_view {
 	const struct kvr_run *run;
 	struct kvr_test_view *tests;
 	size_t ntests;
+	struct kvr_csv *matrix;  /* matrix.csv of the run (docs/RESULTS.md), or NULL; owned
+				    by whoever set it (report.c), not by kvr_view_release */
 };
 
 void kvr_view_build(struct kvr_view *v, const struct kvr_run *run);

@@ -253,6 +253,117 @@ static void tests_cell(const void *ctx, size_t r, size_t c, char *buf, size_t le
 	}
 }
 
+/* ---- the detection matrix (matrix.csv, docs/RESULTS.md) ---- */
+
+/* Columns of the matrix table: PDF shows those with a width. */
+static const struct {
+	const char *head;   /* table heading */
+	const char *col;    /* matrix.csv column, or NULL for "detected_runs / runs" */
+	double pdf_frac;    /* 0: HTML only */
+	bool num;
+} mx_cols[] = {
+	{ "test", "test", 0.15, false },
+	{ "fault", "fault", 0.15, false },
+	{ "class", "class", 0.06, false },
+	{ "workload", "workload", 0, false },
+	{ "reqs", "requests", 0.06, true },
+	{ "expect", "expect", 0.08, false },
+	{ "detected\nruns", NULL, 0.08, true },
+	{ "detecting checks", "detecting_checks", 0.22, false },
+	{ "first\nrequest", "first_detected_request", 0.08, true },
+	{ "verdict", "verdict", 0.12, false },
+	{ "note", "note", 0, false },
+};
+
+static void matrix_cell_all(const struct kvr_csv *m, size_t r, size_t c, char *buf, size_t len)
+{
+	if (!mx_cols[c].col) {
+		snprintf(buf, len, "%.20s / %.20s", kvr_csv_cell(m, r, kvr_csv_col(m, "detected_runs")),
+			 kvr_csv_cell(m, r, kvr_csv_col(m, "runs")));
+		return;
+	}
+	snprintf(buf, len, "%.400s", kvr_csv_cell(m, r, kvr_csv_col(m, mx_cols[c].col)));
+}
+
+/* PDF columns: the ones with a width, in order. */
+static size_t mx_pdf_col(size_t c)
+{
+	for (size_t i = 0, k = 0; i < KV_ARRAY_SIZE(mx_cols); i++)
+		if (mx_cols[i].pdf_frac > 0 && k++ == c)
+			return i;
+	return 0;
+}
+
+static void matrix_cell_pdf(const void *ctx, size_t r, size_t c, char *buf, size_t len)
+{
+	matrix_cell_all(ctx, r, mx_pdf_col(c), buf, len);
+}
+
+static void pdf_matrix(struct pdf *p, const struct kvr_csv *m)
+{
+	const char *head[KV_ARRAY_SIZE(mx_cols)];
+	double frac[KV_ARRAY_SIZE(mx_cols)];
+	size_t n = 0, det = 0, missed = 0, fa = 0, err = 0;
+	char buf[256];
+
+	for (size_t i = 0; i < KV_ARRAY_SIZE(mx_cols); i++)
+		if (mx_cols[i].pdf_frac > 0) {
+			head[n] = mx_cols[i].head;
+			frac[n++] = mx_cols[i].pdf_frac;
+		}
+	for (size_t r = 0; r < m->nrows; r++) {
+		const char *v = kvr_csv_cell(m, r, kvr_csv_col(m, "verdict"));
+		det += !strcmp(v, "detected");
+		missed += !strcmp(v, "missed");
+		fa += !strcmp(v, "false-alarm");
+		err += !strcmp(v, "error");
+	}
+	pnew_page(p);
+	pheading(p, "Detection matrix", 14);
+	pfont(p, 10, false);
+	cairo_set_source_rgb(p->cr, 0.1, 0.1, 0.1);
+	snprintf(buf, sizeof(buf), "%zu rows: %zu detected, %zu missed, %zu false alarms, %zu errors "
+		 "(matrix.csv)", m->nrows, det, missed, fa, err);
+	p->y += 12;
+	ptext(p, MARGIN, p->y, buf, CONTENT_W);
+	p->y += 8;
+	ptable(p, n, head, frac, m->nrows, matrix_cell_pdf, m);
+}
+
+static void h_esc(struct kv_buf *b, const char *s, size_t max);
+
+static void h_matrix(struct kv_buf *b, const struct kvr_csv *m)
+{
+	kv_buf_puts(b, "<section id=\"matrix\"><h2>Detection matrix</h2>\n<table id=\"matrix-table\">"
+		    "<thead><tr>");
+	for (size_t c = 0; c < KV_ARRAY_SIZE(mx_cols); c++) {
+		char *h = xstrdup(mx_cols[c].head);
+		for (char *q = h; *q; q++)
+			if (*q == '\n')
+				*q = ' ';
+		kv_buf_puts(b, "<th>");
+		h_esc(b, h, 60);
+		kv_buf_puts(b, "</th>");
+		free(h);
+	}
+	kv_buf_puts(b, "</tr></thead><tbody>\n");
+	for (size_t r = 0; r < m->nrows; r++) {
+		const char *v = kvr_csv_cell(m, r, kvr_csv_col(m, "verdict"));
+		bool good = !strcmp(v, "detected") || !strcmp(v, "pass");
+		kv_buf_puts(b, "<tr>");
+		for (size_t c = 0; c < KV_ARRAY_SIZE(mx_cols); c++) {
+			char cell[512];
+			matrix_cell_all(m, r, c, cell, sizeof(cell));
+			kv_buf_printf(b, "<td class=\"%s\">", c == 9 ? (good ? "PASS" : "FAIL")
+							     : mx_cols[c].num ? "num" : "txt");
+			h_esc(b, cell, 500);
+			kv_buf_puts(b, "</td>");
+		}
+		kv_buf_puts(b, "</tr>\n");
+	}
+	kv_buf_puts(b, "</tbody></table></section>\n");
+}
+
 /* Wraps s into lines of at most width; draws at most maxl lines from y. */
 static double pwrapped(struct pdf *p, double x, double y, const char *s, double width, int maxl)
 {
@@ -356,6 +467,10 @@ static void pdf_title(struct pdf *p, const struct kvr_view *v)
 	bool any = false;
 	for (size_t i = 0; i < run->ntests; i++) {
 		const struct kvr_test *t = &run->tests[i];
+		/* a test that passed with failing checks is a detection-matrix row
+		   whose fault was detected (expect: detect): nothing went wrong */
+		if (t->status && !strcmp(t->status, "PASS"))
+			continue;
 		for (size_t c = 0; c < t->nchecks; c++) {
 			const struct kvr_check *k = &t->checks[c];
 			char fig[32], thr[32];
@@ -474,6 +589,8 @@ static int write_pdf(const struct kvr_view *v, const char *path)
 	cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_TITLE, "kvbench report");
 	cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_CREATOR, "kvbench " KV_VERSION);
 	pdf_title(&p, v);
+	if (v->matrix)
+		pdf_matrix(&p, v->matrix);
 	for (size_t i = 0; i < v->ntests; i++)
 		pdf_test(&p, &v->tests[i]);
 	pfooter(&p);
@@ -701,6 +818,8 @@ static int write_html(const struct kvr_view *v, const char *path)
 		kv_buf_puts(&b, "</tr>\n");
 	}
 	kv_buf_puts(&b, "</tbody></table></nav>\n");
+	if (v->matrix)
+		h_matrix(&b, v->matrix);
 
 	for (size_t i = 0; i < v->ntests; i++) {
 		const struct kvr_test_view *tv = &v->tests[i];
@@ -783,6 +902,7 @@ int kvb_report_write(const char *results_dir, const char *out)
 {
 	struct kvr_run run;
 	struct kvr_view view;
+	struct kvr_csv matrix = { 0 };
 	char *pdf = NULL, *html = NULL, *charts = NULL, *dir = NULL;
 	struct stat sb;
 	int rc = 3;
@@ -808,6 +928,24 @@ int kvb_report_write(const char *results_dir, const char *out)
 		goto out;
 	}
 	kvr_view_build(&view, &run);
+	{
+		/* a suite run with fault: / expect: tests has a matrix.csv */
+		char *mp = xasprintf("%s/matrix.csv", results_dir);
+		if (access(mp, F_OK) == 0) {
+			char err[512];
+			view.matrix = &matrix;
+			if (kvr_csv_load(&matrix, mp, err, sizeof(err)) < 0 ||
+			    kvr_csv_col(&matrix, "verdict") < 0 || kvr_csv_col(&matrix, "test") < 0) {
+				if (view.matrix && matrix.ncols)
+					snprintf(err, sizeof(err), "%s: no test/verdict column", mp);
+				kv_error("%s", err);
+				free(mp);
+				rc = 2;
+				goto out_view;
+			}
+		}
+		free(mp);
+	}
 	for (size_t i = 0; i < view.ntests; i++) {
 		for (size_t k = 0; k < view.tests[i].nslots; k++) {
 			const struct kvr_slot *s = &view.tests[i].slots[k];
@@ -828,6 +966,7 @@ int kvb_report_write(const char *results_dir, const char *out)
 	rc = 0;
 out_view:
 	kvr_view_release(&view);
+	kvr_csv_release(&matrix);
 out:
 	kvr_run_release(&run);
 	free(pdf);
