@@ -445,7 +445,8 @@ static int load_engine(struct ctx *c, struct kvb_suite *s, struct kvb_suite_engi
 		if (want_scalar(c, n, "claims_reuse") < 0)
 			return -1;
 		if (parse_bool(n->str, &cr) < 0) {
-			ERR(c, n, "claims_reuse: expected true or false, got '%s'", n->str);
+			ERR(c, n, "%s: expected true or false, got '%s'", qual(c, "claims_reuse"),
+			    n->str);
 			return -1;
 		}
 		e->claims_reuse = cr;
