@@ -29,7 +29,7 @@ serve() {
 	"$KVS" --model kv-tiny --port 0 --threads 1 "$@" > "$log" 2>&1 &
 	PID=$!
 	PIDS="$PIDS $PID"
-	for _ in $(seq 200); do grep -q 'serving .* on http://' "$log" && break; sleep 0.05; done
+	for _ in $(seq 200); do grep -qs 'serving .* on http://' "$log" && break; sleep 0.05; done
 	URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$log" | head -1)
 	[ -n "$URL" ] || fail "kvserve $name did not start: $(cat "$log")"
 }
