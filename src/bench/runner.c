@@ -27,6 +27,7 @@ struct item {
 	size_t inflight;
 	bool finished;               /* no more requests to send */
 	bool waiting;                /* next() said 0: ask after a completion */
+	int max_pass;                /* highest pass sent so far, -1 none (on_pass) */
 	struct kvb_stats *groups;    /* index pass + 1 */
 	size_t n_groups;
 };
@@ -208,6 +209,15 @@ static void fill(struct runner *r, struct item *it, uint64_t now, uint64_t *wake
 				it->next_slot += (uint64_t)llround(kvb_arrival_next(&it->arr) * 1e9);
 			}
 		}
+		if (o->on_pass && it->pending->pass > it->max_pass) {
+			if (it->max_pass >= 0) {
+				if (it->inflight)
+					break; /* the barrier: the passes before end first */
+				o->on_pass(o->on_pass_ctx, it->idx, it->pending->pass);
+				now = kv_now_ns();
+			}
+			it->max_pass = it->pending->pass;
+		}
 		if (cap > 0 && it->inflight >= (size_t)cap)
 			break;
 		at = it->pending_at;
@@ -339,6 +349,7 @@ int kvb_run(struct kvb_run_item *items, size_t n, const struct kvb_run_opts *o,
 	for (size_t i = 0; i < n; i++) {
 		r.items[i].it = &items[i];
 		r.items[i].idx = i;
+		r.items[i].max_pass = -1;
 	}
 	r.client = kvb_client_new(&co, on_done, &r);
 	if (!r.client)

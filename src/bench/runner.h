@@ -56,6 +56,16 @@ struct kvb_run_opts {
 	int abort_every;
 	int abort_after_tokens;
 	double abort_after_s;
+	/* Pass barrier: when set, before an item sends the first request of a
+	   pass higher than every pass it sent so far (a warm pass after the
+	   cold one), it waits until its requests in flight finished, then
+	   calls on_pass(on_pass_ctx, item index, that pass) from the run loop
+	   (blocking is fine: the item has nothing in flight). Not called for
+	   the first pass an item sends. Workloads that interleave passes
+	   (ttft-sweep: cold, warm, cold, warm) get one drain per new highest
+	   pass, not one per switch. NULL: no barrier. */
+	void (*on_pass)(void *ctx, size_t item, int pass);
+	void *on_pass_ctx;
 };
 
 void kvb_run_opts_init(struct kvb_run_opts *o);

@@ -293,6 +293,47 @@ static void test_unreachable(void **state)
 	kvb_run_result_release(&res);
 }
 
+/* on_pass: called once, for pass 1, when every pass-0 request is done */
+struct pass_seen {
+	struct fake *f;
+	int calls, pass;
+	size_t item;
+	int done_then;
+};
+
+static void on_pass(void *ctx, size_t item, int pass)
+{
+	struct pass_seen *p = ctx;
+
+	p->calls++;
+	p->pass = pass;
+	p->item = item;
+	p->done_then = p->f->n_done;
+}
+
+static void test_pass_barrier(void **state)
+{
+	struct fake f = { 0 };
+	struct pass_seen ps = { &f, 0, -1, 9, -1 };
+	struct kvb_workload wl = { &fops, &f };
+	struct kvb_run_item it = { &wl, { "eng", url, "m0", NULL, false } };
+	struct kvb_run_opts o;
+	struct kvb_run_result res;
+	(void)state;
+	kvb_run_opts_init(&o);
+	o.concurrency = 8;
+	o.on_pass = on_pass;
+	o.on_pass_ctx = &ps;
+	assert_int_equal(kvb_run(&it, 1, &o, &res), 0);
+	assert_int_equal(res.completed, 6);
+	assert_int_equal(ps.calls, 1);
+	assert_int_equal(ps.pass, 1);
+	assert_int_equal(ps.item, 0);
+	/* the warmup and the three turn-0 requests (pass 0) were all done */
+	assert_int_equal(ps.done_then, 4);
+	kvb_run_result_release(&res);
+}
+
 /* n requests, ids 0..n-1, request 0 a warmup; the status of each id is kept. */
 struct flat {
 	int n, sent;
@@ -407,6 +448,7 @@ int main(void)
 		cmocka_unit_test(test_two_items_and_at_s),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_unreachable),
+		cmocka_unit_test(test_pass_barrier),
 		cmocka_unit_test(test_abort_after_tokens),
 		cmocka_unit_test(test_abort_after_time),
 	};

@@ -417,11 +417,25 @@ enum kvb_cache_family kvb_cache_pick(const struct kvb_cache_counters *c, const c
  */
 void kvb_check_cache_path(const struct kvb_cache_counters *delta, const char *which,
 			  double usage_cached, bool claims_reuse, struct kvb_check *c);
-/* Key isolation probe (issue 9): requests with identical tokens that differ
- * only in salt, adapter or model must not hit each other's entries: fails
- * when the delta shows hits > 0 (or usage_cached > 0) during the probe. */
-void kvb_check_key_isolation(const struct kvb_cache_counters *delta, const char *which,
-			     double usage_cached, struct kvb_check *c);
+/*
+ * Key isolation (issue 9) over the records of a key-probe run: keys
+ * "probe{i}/{value}", requests with identical tokens that differ only in
+ * salt, adapter or model. The first request of each pair (lowest
+ * request_id among the records of probe{i}) has a fresh prompt, so any hit
+ * in the probe is a cross hit. Fails when a later request of a pair reports
+ * cached tokens (usage; records with status "ok"), or, when delta (counters
+ * over the probe run) is given, when its hits are > 0: in the family named
+ * by family, or with NULL/"auto" in any family present. A pair whose first
+ * request itself hit (an earlier run with the same seed sent the prompt) is
+ * not judged, and its usage cached tokens are subtracted from the counter
+ * hits. figure = cross-hit tokens (usage sum, else counter hits), threshold
+ * 0; the reason names the first offending key or family. Fails "not
+ * measured" when there are no probe records, when neither usage
+ * cached_tokens nor a counter is known, or when no pair could be judged.
+ */
+void kvb_check_key_isolation_records(const struct kvb_outputs *o,
+				     const struct kvb_cache_counters *delta, const char *family,
+				     struct kvb_check *c);
 /* Silent-miss alarm: stores grew in the delta and hits stayed zero → fail. */
 void kvb_check_silent_miss(const struct kvb_cache_counters *delta, const char *which,
 			   struct kvb_check *c);
