@@ -7,12 +7,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 
 #include "common/buf.h"
 #include "common/clock.h"
 #include "checks/checks.h"
+#include "metrics.h"
 #include "runner.h"
 #include "tokenize.h"
 #include "suite/experiment.h"
@@ -578,15 +578,64 @@ static void add_kvb_check(struct kvb_test_result *res, const char *name, const s
 			   c->unit, reason);
 }
 
+/* key_isolation: the probe records of engine (pass, -1 any) in the test's outputs.jsonl */
+static void key_isolation(const struct kvb_suite_test *t, const struct kvb_suite_check *k,
+			  const char *test_dir, const struct kvb_cache_counters *d,
+			  struct kvb_check *c, long *first)
+{
+	char *path = xasprintf("%s/outputs.jsonl", test_dir);
+	struct kvb_outputs o = { 0 };
+	size_t keep = 0;
+
+	if (kvb_outputs_load(path, &o) < 0) {
+		kvb_check_set(c, "key_isolation", false, NAN, 0, "tokens",
+			      "cannot read the test's outputs.jsonl");
+		free(path);
+		return;
+	}
+	for (size_t i = 0; i < o.n; i++) {
+		if (!strcmp(o.v[i].engine_id, k->engine) && (k->pass < 0 || o.v[i].pass == k->pass))
+			o.v[keep++] = o.v[i];
+		else
+			kvb_out_rec_release(&o.v[i]);
+	}
+	o.n = keep;
+	kvb_check_key_isolation_records(&o, d, NULL, c);
+	*first = -1;
+	if (!c->passed && o.n) {
+		/* flagged: a request with cached tokens that is not the first of its pair */
+		const struct kvb_out_rec **fl = xcalloc(o.n, sizeof(*fl));
+		for (size_t i = 0; i < o.n; i++) {
+			const struct kvb_out_rec *r = &o.v[i];
+			const char *slash = strchr(r->key, '/');
+			size_t pl = slash ? (size_t)(slash - r->key) + 1 : 0;
+			if (!pl || r->cached_tokens <= 0)
+				continue;
+			for (size_t j = 0; j < o.n; j++)
+				if (j != i && !strncmp(o.v[j].key, r->key, pl) &&
+				    o.v[j].request_id < r->request_id) {
+					fl[i] = r;
+					break;
+				}
+		}
+		*first = first_flagged(&o, k->engine, t->passes > 1, fl, o.n);
+		free(fl);
+	}
+	kvb_outputs_release(&o);
+	free(path);
+}
+
 static void metrics_checks(const struct kvb_suite_test *t, json_t *groups,
 			   const struct kvb_exp_snap *snaps, size_t n_snaps,
-			   const struct kvb_suite_check *k, struct kvb_test_result *res)
+			   const struct kvb_suite_check *k, const char *test_dir,
+			   struct kvb_test_result *res)
 {
 	const char *engine = k ? k->engine : NULL;
 	int pass = k ? k->pass : -1;
 	const struct kvb_exp_snap *sn;
 	struct kvb_cache_counters d;
 	struct kvb_check c;
+	bool have;
 	char *pl;
 
 	if (!k) { /* implicit: every claiming engine, last pass */
@@ -615,14 +664,18 @@ static void metrics_checks(const struct kvb_suite_test *t, json_t *groups,
 	}
 	pl = pass_label(pass);
 	sn = snap_of(snaps, n_snaps, engine);
-	if (!sn || snap_delta(sn, pass, &d) < 0) {
-		kvb_test_add_check(res, k->name, KVB_V_ERROR, NAN, k->type == KVB_CHECK_CACHE_PATH ? 1 : 0,
-				   "tokens", "cannot read the engine's /metrics");
-	} else if (k->type == KVB_CHECK_CACHE_PATH) {
-		kvb_check_cache_path(&d, NULL, usage_cached(groups, engine, pass), true, &c);
+	have = sn && snap_delta(sn, pass, &d) == 0;
+	if (k->type == KVB_CHECK_KEY_ISOLATION) {
+		/* records' usage cached_tokens, and the counters when /metrics was read */
+		long first = -1;
+		key_isolation(t, k, test_dir, have ? &d : NULL, &c, &first);
 		add_kvb_check(res, k->name, &c, engine, pl);
+		res->checks[res->n_checks - 1].first_req = first;
+	} else if (!have) {
+		kvb_test_add_check(res, k->name, KVB_V_ERROR, NAN, 1, "tokens",
+				   "cannot read the engine's /metrics");
 	} else {
-		kvb_check_key_isolation(&d, NULL, usage_cached(groups, engine, pass), &c);
+		kvb_check_cache_path(&d, NULL, usage_cached(groups, engine, pass), true, &c);
 		add_kvb_check(res, k->name, &c, engine, pl);
 	}
 	free(pl);
@@ -775,12 +828,12 @@ void kvb_exp_checks_snap(const struct kvb_suite_test *t, const char *groups_json
 			break;
 		case KVB_CHECK_CACHE_PATH:
 		case KVB_CHECK_KEY_ISOLATION:
-			metrics_checks(t, groups, snaps, n_snaps, k, res);
+			metrics_checks(t, groups, snaps, n_snaps, k, test_dir, res);
 			break;
 		}
 		free(pl);
 	}
-	metrics_checks(t, groups, snaps, n_snaps, NULL, res);
+	metrics_checks(t, groups, snaps, n_snaps, NULL, test_dir, res);
 	json_decref(groups);
 }
 
@@ -980,49 +1033,18 @@ bool kvb_exp_claims(const struct kvb_suite_test *t, const struct kvb_suite_engin
 	return t->claims_reuse && e && kvb_suite_engine_claims_reuse(e);
 }
 
-#define METRICS_MAX ((size_t)64 << 20)
-
-static size_t metrics_write(char *p, size_t sz, size_t n, void *ud)
-{
-	struct kv_buf *b = ud;
-	if (b->len + sz * n > METRICS_MAX)
-		return 0; /* over the cap: the transfer fails */
-	if (kv_buf_append(b, p, sz * n) < 0)
-		return 0;
-	return sz * n;
-}
-
 /* GET base_url/metrics: malloc'ed text, or NULL (a warning says why). */
 static char *fetch_metrics(struct kvb_engine *e, double timeout_s)
 {
-	CURL *c = curl_easy_init();
-	struct kv_buf b = KV_BUF_INIT(0);
-	char *url = xasprintf("%s/metrics", e->base_url);
-	long code = 0;
-	CURLcode rc;
+	char *text = NULL, *err = NULL;
+	size_t len = 0;
 
-	if (!c) {
-		free(url);
+	if (kvb_metrics_fetch(e->base_url, timeout_s, &text, &len, &err) < 0) {
+		kv_warn("engine %s: /metrics: %s", e->name, err);
+		free(err);
 		return NULL;
 	}
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(timeout_s * 1000));
-	curl_easy_setopt(c, CURLOPT_PROXY, "");
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, metrics_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	rc = curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-	curl_easy_cleanup(c);
-	if (rc != CURLE_OK || code != 200) {
-		kv_warn("engine %s: %s: %s", e->name, url,
-			rc != CURLE_OK ? curl_easy_strerror(rc) : "answered not 200");
-		free(url);
-		kv_buf_release(&b);
-		return NULL;
-	}
-	free(url);
-	return kv_buf_detach(&b, NULL);
+	return text;
 }
 
 int kvb_exp_restart_engine(struct kvb_engine *e, volatile sig_atomic_t *interrupt, char **why,
