@@ -78,7 +78,7 @@ bad "$HEAD
       - {type: logprobs, baseline: a, candidate: b, tolerance: fp16}" "bad.yaml:8: tests.t.checks.tolerance: expected bf16 or fp32, got 'fp16'"
 bad "$HEAD
     checks:
-      - {type: max_ttft, max: 1, strict: true}" "bad.yaml:8: tests.t.checks.strict: not a key of a max_ttft check"
+      - {type: max_ttft, max: 1, strict: true}" "bad.yaml:8: tests.t.checks.strict: not a key of max_ttft checks"
 bad "$HEAD
     checks:
       - {type: cache_path}" "tests.t.checks: cache_path needs 'engine'"

@@ -442,6 +442,60 @@ static void test_accuracy_checks(void **state)
 	free(b);
 }
 
+
+/* matrix.csv in a suite folder: the "Detection matrix" table; a repeated
+   test (run-1 .. run-N) and a test that never ran do not break the report */
+static void test_matrix_table(void **state)
+{
+	char *src = fixture("suite-base"), *out = tmpdir(), *run, *cmd, *p, *html;
+	static const char csv[] =
+		"test,fault,class,workload,requests,runs,expect,detected_runs,detecting_checks,"
+		"first_detected_request,verdict,note\n"
+		"bitflip,bitflip,R/E,sweep (ttft-sweep),20,1,detect,1,identity.f+logprobs.f,5,detected,\n"
+		"zero-tail,zero-tail,B,sweep (ttft-sweep),20,3,detect,0,,,missed,\"echo <b>hides</b> it, twice\"\n"
+		"clean,,-,sweep (ttft-sweep),20,3,pass,0,,,pass,\n";
+	(void)state;
+	run = xasprintf("%s/run", out);
+	cmd = xasprintf("cp -r '%s' '%s' && mkdir '%s/multi-turn/run-1' && mv '%s/multi-turn/'*.* "
+			"'%s/multi-turn/run-1/' && rm -rf '%s/mmlu'", src, run, run, run, run, run);
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+	p = xasprintf("%s/matrix.csv", run);
+	assert_int_equal(kv_write_file_atomic(p, csv, strlen(csv)), 0);
+	free(p);
+	assert_int_equal(kvb_report_write(run, NULL), 0);
+	p = xasprintf("%s/report.html", run);
+	html = kv_read_file(p, 64 << 20, NULL);
+	assert_non_null(html);
+	free(p);
+	assert_non_null(strstr(html, "<section id=\"matrix\"><h2>Detection matrix</h2>"));
+	assert_non_null(strstr(html, "<td class=\"txt\">identity.f+logprobs.f</td>"));
+	assert_non_null(strstr(html, "<td class=\"num\">1 / 1</td>"));
+	assert_non_null(strstr(html, "<td class=\"PASS\">detected</td>"));
+	assert_non_null(strstr(html, "<td class=\"FAIL\">missed</td>"));
+	assert_non_null(strstr(html, "<td class=\"num\">0 / 3</td>"));
+	assert_non_null(strstr(html, "echo &lt;b&gt;hides&lt;/b&gt; it, twice"));
+	assert_null(strstr(html, "<b>hides"));
+	/* the repeated test shows its first run */
+	assert_non_null(strstr(html, "id=\"chart-multi-turn-ttft-turn\""));
+	free(html);
+	p = xasprintf("%s/report.pdf", run);
+	assert_int_equal(access(p, R_OK), 0);
+	free(p);
+
+	/* a matrix.csv without a verdict column is an error, nothing written */
+	p = xasprintf("%s/matrix.csv", run);
+	assert_int_equal(kv_write_file_atomic(p, "test,fault\nx,y\n", 15), 0);
+	free(p);
+	p = xasprintf("%s/again", out);
+	assert_int_equal(kvb_report_write(run, p), 2);
+	free(p);
+	free(run);
+	rm_rf(out);
+	free(out);
+	free(src);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -455,6 +509,7 @@ int main(void)
 		cmocka_unit_test(test_compare),
 		cmocka_unit_test(test_accuracy_checks),
 		cmocka_unit_test(test_run_summary_checks),
+		cmocka_unit_test(test_matrix_table),
 	};
 	kv_set_quiet(true);
 	return cmocka_run_group_tests(tests, NULL, NULL);

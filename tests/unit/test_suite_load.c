@@ -199,6 +199,177 @@ static char *load_capture(const char *path, int *rc)
 	return out;
 }
 
+
+static const char claims_yaml[] =
+	"engines:\n"
+	"  apc: {preset: kvserve}\n"
+	"  off: {preset: kvserve, prefix_caching: false}\n"
+	"  offarg: {preset: kvserve, args: [--no-prefix-cache]}\n"
+	"  conn: {preset: kvserve, prefix_caching: false, args: [--kv-cpu-bytes, 1GiB]}\n"
+	"  disk: {preset: kvserve, prefix_caching: false, args: [\"--kv-disk-dir=/tmp/x\"]}\n"
+	"  remote: {preset: kvserve, prefix_caching: false, args: [--kv-remote-url, \"kv://h:1\"]}\n"
+	"  said: {preset: kvserve, prefix_caching: false, claims_reuse: true}\n"
+	"  denied: {preset: kvserve, claims_reuse: false}\n"
+	"  vllm: {preset: vllm, model: m}\n"
+	"  vllm-off: {preset: vllm, model: m, prefix_caching: false}\n"
+	"  vllm-lmc: {preset: vllm, model: m, prefix_caching: false, connector: lmcache}\n"
+	"  sgl: {preset: sglang, model: m}\n"
+	"  sgl-off: {preset: sglang, model: m, args: [--disable-radix-cache]}\n"
+	"  llama: {preset: llama.cpp, model: m}\n"
+	"  llama-off: {preset: llama.cpp, model: m, args: [--no-cache-prompt]}\n"
+	"  url: {url: \"http://127.0.0.1:1\"}\n"
+	"  url-said: {url: \"http://127.0.0.1:1\", claims_reuse: true}\n"
+	"  cmd: {command: [x, \"{port}\"]}\n"
+	"workloads:\n"
+	"  w: {type: synthetic}\n"
+	"tests:\n"
+	"  t: {workload: w, engines: [apc]}\n";
+
+static void test_claims_reuse(void **state)
+{
+	struct kvb_suite s;
+	static const struct {
+		const char *name;
+		bool claims;
+	} want[] = {
+		{ "apc", true }, { "off", false }, { "offarg", false }, { "conn", true },
+		{ "disk", true }, { "remote", true }, { "said", true }, { "denied", false },
+		{ "vllm", true }, { "vllm-off", false }, { "vllm-lmc", true }, { "sgl", true },
+		{ "sgl-off", false }, { "llama", true }, { "llama-off", false }, { "url", false },
+		{ "url-said", true }, { "cmd", false },
+	};
+	(void)state;
+
+	assert_int_equal(kvb_suite_load_buf(&s, "claims.yaml", claims_yaml, strlen(claims_yaml),
+					    NULL), 0);
+	for (size_t i = 0; i < KV_ARRAY_SIZE(want); i++) {
+		const struct kvb_suite_engine *e = kvb_suite_engine_find(&s, want[i].name);
+		assert_non_null(e);
+		if (kvb_suite_engine_claims_reuse(e) != want[i].claims)
+			fail_msg("engine %s: claims_reuse %d, want %d", want[i].name,
+				 kvb_suite_engine_claims_reuse(e), want[i].claims);
+	}
+	assert_true(s.tests[0].claims_reuse);
+	assert_false(kvb_suite_test_is_matrix(&s.tests[0]));
+	assert_int_equal(s.tests[0].repeat, 1);
+	assert_true(s.tests[0].stream);
+	kvb_suite_release(&s);
+}
+
+static const char matrix_yaml[] =
+	"engines:\n"
+	"  ref: {preset: kvserve, prefix_caching: false}\n"
+	"  f: {preset: kvserve, prefix_caching: false, args: [--kv-cpu-bytes, 64MiB]}\n"
+	"workloads:\n"
+	"  w: {type: synthetic}\n"
+	"tests:\n"
+	"  row:\n"
+	"    fault: \"zero-tail\"\n"
+	"    class: B\n"
+	"    expect: detect\n"
+	"    repeat: 3\n"
+	"    restart: true\n"
+	"    passes: 2\n"
+	"    abort_every: 4\n"
+	"    abort_after_tokens: 2\n"
+	"    abort_after: 500ms\n"
+	"    stream: false\n"
+	"    claims_reuse: false\n"
+	"    tags: [reduced, B]\n"
+	"    workload: w\n"
+	"    engines: [ref, f]\n"
+	"    checks:\n"
+	"      - {type: identity, baseline: ref, candidate: f, tolerance: fp32, strict: true}\n"
+	"      - {type: identity, name: id2, baseline: ref, candidate: f, near_tie_nats: 0.5}\n"
+	"      - {type: logprobs, baseline: ref, candidate: f, prompt: true, max_kl: 0.2}\n"
+	"      - {type: logprobs, baseline: ref, candidate: f, max_lp_delta: 0.3}\n"
+	"      - {type: cache_path, engine: f, pass: 1}\n"
+	"      - {type: key_isolation, engine: f}\n"
+	"  clean: {workload: w, engines: [ref, f], expect: pass}\n";
+
+static void test_matrix_keys(void **state)
+{
+	struct kvb_suite s;
+	const struct kvb_suite_test *t;
+	const struct kvb_suite_check *k;
+	(void)state;
+
+	assert_int_equal(kvb_suite_load_buf(&s, "m.yaml", matrix_yaml, strlen(matrix_yaml), NULL), 0);
+	t = &s.tests[0];
+	assert_string_equal(t->fault, "zero-tail");
+	assert_string_equal(t->fclass, "B");
+	assert_true(t->expect_set && t->expect_detect);
+	assert_int_equal(t->repeat, 3);
+	assert_true(t->restart);
+	assert_int_equal(t->abort_every, 4);
+	assert_int_equal(t->abort_after_tokens, 2);
+	assert_true(t->abort_after_s == 0.5);
+	assert_false(t->stream);
+	assert_false(t->claims_reuse);
+	assert_true(kvb_suite_test_tagged(t, "reduced"));
+	assert_true(kvb_suite_test_tagged(t, "B"));
+	assert_false(kvb_suite_test_tagged(t, "clean"));
+	assert_true(kvb_suite_test_tagged(t, NULL));
+	assert_true(kvb_suite_test_is_matrix(t));
+	assert_int_equal(t->n_checks, 6);
+	k = &t->checks[0];
+	assert_int_equal(k->type, KVB_CHECK_IDENTITY);
+	assert_string_equal(k->tolerance, "fp32");
+	assert_true(k->strict);
+	assert_true(k->near_tie_nats < 0); /* from the tolerance */
+	assert_string_equal(k->name, "identity.f");
+	assert_true(t->checks[1].near_tie_nats == 0.5);
+	k = &t->checks[2];
+	assert_int_equal(k->type, KVB_CHECK_LOGPROBS);
+	assert_true(k->prompt);
+	assert_true(k->max_kl == 0.2);
+	assert_string_equal(k->name, "prompt_logprobs.f");
+	assert_string_equal(t->checks[3].name, "logprobs.f");
+	assert_true(t->checks[3].max_lp_delta == 0.3);
+	assert_int_equal(t->checks[4].type, KVB_CHECK_CACHE_PATH);
+	assert_int_equal(t->checks[4].pass, 1);
+	assert_string_equal(t->checks[4].name, "cache_path.f");
+	assert_int_equal(t->checks[5].type, KVB_CHECK_KEY_ISOLATION);
+	t = &s.tests[1];
+	assert_true(t->expect_set && !t->expect_detect);
+	assert_null(t->fault);
+	assert_true(kvb_suite_test_is_matrix(t));
+	assert_false(kvb_suite_test_tagged(t, "reduced"));
+	kvb_suite_release(&s);
+}
+
+/* examples/faults.yaml loads, and its reduced tag holds one fault per class */
+static void test_faults_example(void **state)
+{
+	struct kvb_suite s;
+	char *path = xasprintf("%s/../../examples/faults.yaml", fixtures());
+	const char *classes[] = { "R/E", "F", "K2", "S", "K1", "B", "L", "Q" };
+	size_t clean = 0;
+	(void)state;
+
+	assert_int_equal(kvb_suite_load(&s, path, NULL), 0);
+	for (size_t c = 0; c < KV_ARRAY_SIZE(classes); c++) {
+		bool found = false;
+		for (size_t i = 0; i < s.n_tests; i++) {
+			const struct kvb_suite_test *t = &s.tests[i];
+			found |= t->fclass && !strcmp(t->fclass, classes[c]) && t->expect_detect &&
+				 kvb_suite_test_tagged(t, "reduced");
+		}
+		if (!found)
+			fail_msg("no reduced fault row of class %s", classes[c]);
+	}
+	for (size_t i = 0; i < s.n_tests; i++) {
+		const struct kvb_suite_test *t = &s.tests[i];
+		clean += t->expect_set && !t->expect_detect && kvb_suite_test_tagged(t, "reduced");
+		/* every row compares with a reference or probes keys: never without checks */
+		if (kvb_suite_test_is_matrix(t) && !t->n_checks)
+			fail_msg("row %s has no checks", t->name);
+	}
+	assert_true(clean >= 5);
+	kvb_suite_release(&s);
+	free(path);
+}
+
 static void test_bad_fixtures(void **state)
 {
 	char *dir = xasprintf("%s/suites/bad", fixtures());
@@ -247,6 +418,9 @@ int main(void)
 		cmocka_unit_test(test_duration),
 		cmocka_unit_test(test_good),
 		cmocka_unit_test(test_bad_fixtures),
+		cmocka_unit_test(test_claims_reuse),
+		cmocka_unit_test(test_matrix_keys),
+		cmocka_unit_test(test_faults_example),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 
 #include "common/util.h"
 #include "suite/experiment.h"
+#include "suite/matrix.h"
 #include "suite/results.h"
 #include "suite/suite.h"
 
@@ -267,11 +268,246 @@ static void test_checks(void **state)
 	}
 }
 
+
+/* ---- suite checks over outputs.jsonl: identity tolerance, logprobs, first request ---- */
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+	char *p = xasprintf("%s/%s", dir, name);
+	assert_int_equal(kv_write_file_atomic(p, text, strlen(text)), 0);
+	free(p);
+}
+
+/* ref (pass 0) and f (pass 1) agree on k0 and k2; on k1 f picks the
+   runner-up token, 0.05 nats below the top one (a near-tie at bf16, a
+   corruption at fp32); k3's logprobs differ by 0.02 with the same tokens */
+static const char outs_jsonl[] =
+	"{\"request_id\":0,\"engine_id\":\"ref\",\"pass\":0,\"key\":\"k0\",\"status\":\"ok\",\"text\":\"a\",\"token_ids\":[1],\"logprobs\":[{\"t\":\"a\",\"lp\":-0.1,\"top\":[[\"a\",-0.1],[\"b\",-2.0]]}]}\n"
+	"{\"request_id\":1,\"engine_id\":\"ref\",\"pass\":0,\"key\":\"k1\",\"status\":\"ok\",\"text\":\"a\",\"token_ids\":[1],\"logprobs\":[{\"t\":\"a\",\"lp\":-0.1,\"top\":[[\"a\",-0.1],[\"b\",-0.15]]}]}\n"
+	"{\"request_id\":2,\"engine_id\":\"ref\",\"pass\":0,\"key\":\"k2\",\"status\":\"ok\",\"text\":\"a\",\"token_ids\":[1],\"logprobs\":[{\"t\":\"a\",\"lp\":-0.1,\"top\":[[\"a\",-0.1],[\"b\",-2.0]]}]}\n"
+	"{\"request_id\":3,\"engine_id\":\"ref\",\"pass\":0,\"key\":\"k3\",\"status\":\"ok\",\"text\":\"a\",\"token_ids\":[1],\"logprobs\":[{\"t\":\"a\",\"lp\":-0.1,\"top\":[[\"a\",-0.1],[\"b\",-2.0]]}]}\n"
+	"{\"request_id\":0,\"engine_id\":\"f\",\"pass\":0,\"key\":\"k0\",\"status\":\"ok\",\"text\":\"a\",\"token_ids\":[1],\"logprobs\":[{\"t\":\"a\",\"lp\":-0.1,\"top\":[[\"a\",-0.1],[\"b\",-2.0]]}]}\n"
+	"{\"request_id\":1,\"engine_id\":\"f\",\"pass\":1,\"key\":\"k0\",\"status\":\"ok\",\"text\":\"a\",\"token_ids\":[1],\"logprobs\":[{\"t\":\"a\",\"lp\":-0.1,\"top\":[[\"a\",-0.1],[\"b\",-2.0]]}]}\n"
+	"{\"request_id\":2,\"engine_id\":\"f\",\"pass\":1,\"key\":\"k3\",\"status\":\"ok\",\"text\":\"a\",\"token_ids\":[1],\"logprobs\":[{\"t\":\"a\",\"lp\":-0.12,\"top\":[[\"a\",-0.12],[\"b\",-2.0]]}]}\n"
+	"{\"request_id\":3,\"engine_id\":\"f\",\"pass\":1,\"key\":\"k1\",\"status\":\"ok\",\"text\":\"b\",\"token_ids\":[2],\"logprobs\":[{\"t\":\"b\",\"lp\":-0.1,\"top\":[[\"b\",-0.1],[\"a\",-0.15]]}]}\n"
+	"{\"request_id\":4,\"engine_id\":\"f\",\"pass\":1,\"key\":\"k2\",\"status\":\"ok\",\"text\":\"a\",\"token_ids\":[1],\"logprobs\":[{\"t\":\"a\",\"lp\":-0.1,\"top\":[[\"a\",-0.1],[\"b\",-2.0]]}]}\n";
+
+static struct kvb_suite_check mkc(enum kvb_check_type type, const char *name, const char *tol,
+				  bool strict, bool prompt, double max_lp)
+{
+	struct kvb_suite_check k = { 0 };
+	k.type = type;
+	k.name = (char *)name;
+	k.baseline = "ref";
+	k.candidate = "f";
+	k.pass = 1;
+	k.baseline_pass = 0;
+	k.tolerance = (char *)tol;
+	k.strict = strict;
+	k.prompt = prompt;
+	k.near_tie_nats = -1;
+	k.max_lp_delta = max_lp;
+	k.max_kl = -1;
+	return k;
+}
+
+static void test_output_checks(void **state)
+{
+	char dir[] = "/tmp/kvb-outchecks-XXXXXX";
+	char *engines[] = { "ref", "f", NULL };
+	struct kvb_suite_check checks[] = {
+		mkc(KVB_CHECK_IDENTITY, "id-bf16", NULL, false, false, -1),
+		mkc(KVB_CHECK_IDENTITY, "id-fp32", "fp32", false, false, -1),
+		mkc(KVB_CHECK_IDENTITY, "id-strict", NULL, true, false, -1),
+		mkc(KVB_CHECK_LOGPROBS, "lp-loose", NULL, false, false, 1.0),
+		mkc(KVB_CHECK_LOGPROBS, "lp-fp32", "fp32", false, false, -1),
+		mkc(KVB_CHECK_LOGPROBS, "lp-prompt", "fp32", false, true, -1),
+	};
+	struct kvb_suite_test t = { 0 };
+	struct kvb_test_result r = { 0 };
+	const char *skipped[] = { NULL };
+	(void)state;
+
+	assert_non_null(mkdtemp(dir));
+	write_file(dir, "outputs.jsonl", outs_jsonl);
+	checks[3].max_kl = 10;
+	t.name = "t";
+	t.engines = engines;
+	t.n_engines = 2;
+	t.passes = 1;
+	t.claims_reuse = true;
+	t.checks = checks;
+	t.n_checks = KV_ARRAY_SIZE(checks);
+	kvb_exp_checks(&t, "[]", skipped, dir, &r);
+	assert_int_equal(r.n_checks, 6);
+	/* the 0.05-nat flip is a benign near-tie at bf16 (0.1 nats) */
+	assert_int_equal(r.checks[0].verdict, KVB_V_PASS);
+	assert_int_equal(r.checks[0].first_req, -1);
+	/* ... and a corruption at fp32 (1e-3): f's request 3 of 0..4, in send order */
+	assert_int_equal(r.checks[1].verdict, KVB_V_FAIL);
+	assert_int_equal(r.checks[1].first_req, 3);
+	assert_int_equal(r.checks[2].verdict, KVB_V_FAIL); /* strict: near-ties fail too */
+	assert_int_equal(r.checks[2].first_req, 3);
+	assert_int_equal(r.checks[3].verdict, KVB_V_PASS); /* |dlp| 0.02 < 1 */
+	/* fp32: |dlp| 0.02 of k3 (request 2) and the flip of k1 (request 3) exceed 1e-3 */
+	assert_int_equal(r.checks[4].verdict, KVB_V_FAIL);
+	assert_string_equal(r.checks[4].unit, "nats");
+	assert_int_equal(r.checks[4].first_req, 2);
+	/* no record carries prompt logprobs: nothing to measure fails */
+	assert_int_equal(r.checks[5].verdict, KVB_V_FAIL);
+	assert_non_null(strstr(r.checks[5].reason, "nothing to compare"));
+	assert_true(isnan(r.checks[5].figure));
+	for (size_t i = 0; i < r.n_checks; i++) {
+		free(r.checks[i].name);
+		free(r.checks[i].unit);
+		free(r.checks[i].reason);
+	}
+	free(r.checks);
+	rm_rf(dir);
+}
+
+/* ---- the detection matrix: rows, verdicts, matrix.csv / matrix.json ---- */
+
+static void add_check(struct kvb_test_result *r, const char *name, enum kvb_verdict v, long first)
+{
+	kvb_test_add_check(r, name, v, 1, 1, "x", "why");
+	r->checks[r->n_checks - 1].first_req = first;
+}
+
+static void free_result(struct kvb_test_result *r)
+{
+	for (size_t i = 0; i < r->n_checks; i++) {
+		free(r->checks[i].name);
+		free(r->checks[i].unit);
+		free(r->checks[i].reason);
+	}
+	free(r->checks);
+	free(r->reason);
+	memset(r, 0, sizeof(*r));
+}
+
+static const char matrix_suite[] =
+	"engines: {a: {preset: kvserve}}\n"
+	"workloads: {sweep: {type: ttft-sweep}}\n"
+	"tests:\n"
+	"  det: {workload: sweep, engines: [a], fault: \"zero-tail\", class: B, expect: detect,"
+	" description: \"a, b\"}\n"
+	"  miss: {workload: sweep, engines: [a], fault: offset, class: B, expect: detect}\n"
+	"  clean: {workload: sweep, engines: [a], expect: pass}\n"
+	"  alarm: {workload: sweep, engines: [a], expect: pass}\n"
+	"  err: {workload: sweep, engines: [a], fault: lossy, expect: detect}\n";
+
+static void test_matrix(void **state)
+{
+	char dir[] = "/tmp/kvb-matrix-XXXXXX";
+	struct kvb_suite s;
+	struct kvb_matrix_row rows[5];
+	struct kvb_test_result run = { 0 };
+	json_t *j;
+	char *csv;
+	(void)state;
+
+	assert_int_equal(kvb_suite_load_buf(&s, "m.yaml", matrix_suite, strlen(matrix_suite), NULL), 0);
+	for (int i = 0; i < 5; i++)
+		kvb_matrix_row_init(&rows[i], &s, &s.tests[i]);
+
+	/* det: run 1 clean, run 2 detected by identity (request 7) and logprobs (request 4),
+	   run 3 detected by identity again (request 2): union of checks, smallest request */
+	add_check(&run, "max_error_rate", KVB_V_PASS, -1);
+	kvb_matrix_add_run(&rows[0], &run, 20);
+	free_result(&run);
+	add_check(&run, "identity.f", KVB_V_FAIL, 7);
+	add_check(&run, "logprobs.f", KVB_V_FAIL, 4);
+	add_check(&run, "cache_path.f", KVB_V_PASS, -1);
+	kvb_matrix_add_run(&rows[0], &run, 20);
+	free_result(&run);
+	add_check(&run, "identity.f", KVB_V_FAIL, 2);
+	kvb_matrix_add_run(&rows[0], &run, 20);
+	free_result(&run);
+	assert_int_equal(kvb_matrix_finish(&rows[0]), KVB_V_PASS);
+	assert_string_equal(rows[0].verdict, "detected");
+	assert_int_equal(rows[0].runs, 3);
+	assert_int_equal(rows[0].detected_runs, 2);
+	assert_string_equal(rows[0].checks, "identity.f+logprobs.f");
+	assert_int_equal(rows[0].first_req, 2);
+
+	/* miss: every check passed */
+	add_check(&run, "identity.f", KVB_V_PASS, -1);
+	kvb_matrix_add_run(&rows[1], &run, 20);
+	free_result(&run);
+	assert_int_equal(kvb_matrix_finish(&rows[1]), KVB_V_FAIL);
+	assert_string_equal(rows[1].verdict, "missed");
+
+	/* clean: two clean runs; a skipped check is no alarm */
+	add_check(&run, "identity.f", KVB_V_PASS, -1);
+	add_check(&run, "min_speedup", KVB_V_SKIPPED, -1);
+	kvb_matrix_add_run(&rows[2], &run, 10);
+	kvb_matrix_add_run(&rows[2], &run, 10);
+	free_result(&run);
+	assert_int_equal(kvb_matrix_finish(&rows[2]), KVB_V_PASS);
+	assert_string_equal(rows[2].verdict, "pass");
+
+	/* alarm: one of two runs raised a check */
+	add_check(&run, "identity.f", KVB_V_PASS, -1);
+	kvb_matrix_add_run(&rows[3], &run, 10);
+	free_result(&run);
+	add_check(&run, "identity.f", KVB_V_FAIL, 0);
+	kvb_matrix_add_run(&rows[3], &run, 10);
+	free_result(&run);
+	assert_int_equal(kvb_matrix_finish(&rows[3]), KVB_V_FAIL);
+	assert_string_equal(rows[3].verdict, "false-alarm");
+	assert_int_equal(rows[3].detected_runs, 1);
+
+	/* err: a check that could not run makes the row an error, never "detected",
+	   even next to a failing check */
+	add_check(&run, "identity.f", KVB_V_FAIL, 1);
+	add_check(&run, "cache_path.f", KVB_V_ERROR, -1);
+	kvb_matrix_add_run(&rows[4], &run, 10);
+	free_result(&run);
+	run.verdict = KVB_V_ERROR;
+	run.reason = xstrdup("engine f exited with status 2");
+	kvb_matrix_add_run(&rows[4], &run, -1);
+	free_result(&run);
+	assert_int_equal(kvb_matrix_finish(&rows[4]), KVB_V_ERROR);
+	assert_string_equal(rows[4].verdict, "error");
+	assert_int_equal(rows[4].detected_runs, 0);
+	assert_int_equal(rows[4].error_runs, 2);
+	assert_non_null(strstr(rows[4].note, "run 2: engine f exited with status 2"));
+
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(kvb_matrix_write(dir, rows, 5), 0);
+	csv = slurp(dir, "matrix.csv");
+	assert_true(!strncmp(csv, kvb_matrix_header, strlen(kvb_matrix_header)));
+	assert_non_null(strstr(csv, "\ndet,zero-tail,B,sweep (ttft-sweep),20,3,detect,2,"
+				    "identity.f+logprobs.f,2,detected,\"a, b\"\n"));
+	assert_non_null(strstr(csv, "\nmiss,offset,B,sweep (ttft-sweep),20,1,detect,0,,,missed,\n"));
+	assert_non_null(strstr(csv, "\nclean,,,sweep (ttft-sweep),10,2,pass,0,,,pass,\n"));
+	assert_non_null(strstr(csv, "\nalarm,,,sweep (ttft-sweep),10,2,pass,1,identity.f,0,false-alarm,\n"));
+	assert_non_null(strstr(csv, "\nerr,lossy,,sweep (ttft-sweep),10,2,detect,0,,,error,"));
+	free(csv);
+	csv = slurp(dir, "matrix.json");
+	j = json_loads(csv, 0, NULL);
+	assert_true(json_is_array(j));
+	assert_int_equal(json_array_size(j), 5);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(j, 0), "first_detected_request")), 2);
+	assert_true(json_is_null(json_object_get(json_array_get(j, 1), "first_detected_request")));
+	assert_string_equal(json_string_value(json_object_get(json_array_get(j, 3), "verdict")),
+			    "false-alarm");
+	json_decref(j);
+	free(csv);
+	for (int i = 0; i < 5; i++)
+		kvb_matrix_row_release(&rows[i]);
+	kvb_suite_release(&s);
+	rm_rf(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_verdicts_and_files),
 		cmocka_unit_test(test_checks),
+		cmocka_unit_test(test_output_checks),
+		cmocka_unit_test(test_matrix),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -408,10 +408,11 @@ static void thresholds(const struct kvb_suite_check *k, double *near_tie, double
 		       double *max_kl)
 {
 	const struct kvb_tolerance *tol = kvb_tolerance_find(k->tolerance ? k->tolerance : "bf16");
-	*near_tie = k->near_tie_nats >= 0 ? k->near_tie_nats
+	/* <= 0: unset (as kvbench check's flags), from the tolerance preset */
+	*near_tie = k->near_tie_nats > 0 ? k->near_tie_nats
 		    : k->tolerance ? tol->near_tie_nats : KVB_NEAR_TIE_NATS_DEFAULT;
-	*max_lp = k->max_lp_delta >= 0 ? k->max_lp_delta : tol->max_lp_delta;
-	*max_kl = k->max_kl >= 0 ? k->max_kl : tol->max_kl;
+	*max_lp = k->max_lp_delta > 0 ? k->max_lp_delta : tol->max_lp_delta;
+	*max_kl = k->max_kl > 0 ? k->max_kl : tol->max_kl;
 }
 
 /*

@@ -745,9 +745,9 @@ static int load_check(struct ctx *c, const struct kvb_suite *s, struct kvb_suite
 	    get_int(c, m, "baseline_pass", "baseline_pass", 0, 1000, &bpass) < 0 ||
 	    get_str(c, m, "stat", "stat", &k->stat) < 0 ||
 	    get_str(c, m, "tolerance", "tolerance", &k->tolerance) < 0 ||
-	    get_double(c, m, "near_tie_nats", "near_tie_nats", 0, 100, &k->near_tie_nats) < 0 ||
-	    get_double(c, m, "max_lp_delta", "max_lp_delta", 0, 1000, &k->max_lp_delta) < 0 ||
-	    get_double(c, m, "max_kl", "max_kl", 0, 1000, &k->max_kl) < 0 ||
+	    get_double(c, m, "near_tie_nats", "near_tie_nats", 1e-12, 100, &k->near_tie_nats) < 0 ||
+	    get_double(c, m, "max_lp_delta", "max_lp_delta", 1e-12, 1000, &k->max_lp_delta) < 0 ||
+	    get_double(c, m, "max_kl", "max_kl", 1e-12, 1000, &k->max_kl) < 0 ||
 	    get_bool(c, m, "strict", "strict", &k->strict) < 0 ||
 	    get_bool(c, m, "prompt", "prompt", &k->prompt) < 0)
 		goto out;
@@ -760,7 +760,7 @@ static int load_check(struct ctx *c, const struct kvb_suite *s, struct kvb_suite
 		char me = k->type == KVB_CHECK_IDENTITY ? 'I' : k->type == KVB_CHECK_LOGPROBS ? 'L' : 0;
 		for (size_t i = 0; i < KV_ARRAY_SIZE(num_keys); i++)
 			if (ynode_get(m, num_keys[i]) && (!me || !strchr(takes[i], me))) {
-				ERR(c, ynode_get(m, num_keys[i]), "%s.%s: not a key of a %s check",
+				ERR(c, ynode_get(m, num_keys[i]), "%s.%s: not a key of %s checks",
 				    where, num_keys[i], type);
 				goto out;
 			}
