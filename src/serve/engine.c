@@ -49,7 +49,8 @@ struct engine {
 	int cap_rows, cap_plan;
 	float *discard;   /* K/V rows a connector load may not write */
 	struct kvo_faults *faults; /* engine-level faults; NULL: none */
-	float *zero_logits;        /* [vocab] zeros: what full-hit samples from */
+	float *stale_logits;       /* [vocab] what full-hit samples from: the output head
+				    * over a hidden state nobody computed (zeros) */
 	struct save *saves;        /* deferred stores of aborted requests */
 	int n_saves, cap_saves;
 };
@@ -216,7 +217,8 @@ struct engine *engine_create(struct model *m, const struct engine_config *cfg)
 	pthread_cond_init(&e->cv, NULL);
 	e->running = xcalloc((size_t)cfg->max_num_seqs, sizeof(*e->running));
 	e->discard = xcalloc((size_t)m->kv_dim, sizeof(float));
-	e->zero_logits = xcalloc((size_t)m->cfg.vocab, sizeof(float));
+	e->stale_logits = xmalloc((size_t)m->cfg.vocab * sizeof(float));
+	memcpy(e->stale_logits, m->lm_bias, (size_t)m->cfg.vocab * sizeof(float));
 	return e;
 }
 
@@ -429,7 +431,7 @@ void engine_free(struct engine *e)
 	free(e->plan);
 	free(e->logits);
 	free(e->discard);
-	free(e->zero_logits);
+	free(e->stale_logits);
 	free(e);
 }
 
@@ -912,7 +914,7 @@ int engine_step(struct engine *e)
 		if (r->sp.max_tokens == 0)
 			finish_req(e, r, ENGINE_LENGTH, NULL);
 		else
-			emit(e, r, sample(r, e->zero_logits, V), e->zero_logits);
+			emit(e, r, sample(r, e->stale_logits, V), e->stale_logits);
 		if (i < e->n_running && e->running[i] == r)
 			i++;
 	}

@@ -38,7 +38,7 @@ const struct kvo_fault_type kvo_fault_types[KVO_F_COUNT] = {
 	[KVO_F_LOSSY] = { "lossy", "Q", KVO_FA_PROB, KVO_FS_DECODE, true,
 			  "quantize loaded values to int8 without scales (round, clamp +-127)" },
 	[KVO_F_FULL_HIT] = { "full-hit", "B", KVO_FA_PROB, KVO_FS_ENGINE, true,
-			     "whole prompt cached: load it all, sample token 1 from zero logits" },
+			     "whole prompt cached: load it all, sample token 1 from uncomputed logits" },
 	[KVO_F_RACE] = { "race", "R", KVO_FA_MS, KVO_FS_STORE, true,
 			 "CPU tier indexes a stored chunk ARG ms (200) before its bytes land",
 			 200 },
