@@ -23,14 +23,17 @@ trap 'exit 130' INT TERM
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # serve NAME ARGS...: starts one kvserve (kv-tiny, prefix cache off), sets URL
+NSERVE=0
 serve() {
-	local log=$T/$1.log i
+	local log i
+	NSERVE=$((NSERVE + 1))
+	log=$T/$1.$NSERVE.log
 	shift
 	"$KVS" --model kv-tiny --port 0 --threads 1 --no-prefix-cache "$@" >"$log" 2>&1 &
 	PID=$!
 	URL=""
 	for ((i = 0; i < 200; i++)); do
-		URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$log" | head -1)
+		URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$log" 2>/dev/null | head -1)
 		[ -n "$URL" ] && break
 		kill -0 "$PID" 2>/dev/null || fail "kvserve $* died: $(cat "$log")"
 		sleep 0.05
@@ -115,25 +118,27 @@ for wl in echo noecho; do
 done
 
 # ---- 4. race: requests sharing a 144-token prefix ----
-SYN=(--input-len 200 --shared-prefix-len 144 --output-len 8 --logprobs 5 -n 8 --seed 3
-	--no-stream)
+SYN=(--input-len 200 --shared-prefix-len 144 --output-len 8 --logprobs 5 --seed 3 --no-stream)
 serve ref
-bench race-ref "${SYN[@]}"
+bench race-ref "${SYN[@]}" -n 8
 unserve
 # 8 requests 10 ms apart: later ones load the prefix inside the 200 ms window
 serve race "${CONN[@]}" --kv-fault race
-bench race-fast "${SYN[@]}" -r 100 --arrival constant
+bench race-fast "${SYN[@]}" -n 8 -r 100 --arrival constant
 unserve
 check "race, 10 ms apart" 1 race-ref race-fast --claims-reuse
 [ "$(injected race-fast race)" -ge 1 ] || fail "race: no load inside the window"
-# the same fault, requests 400 ms apart: each load comes after the bytes landed
+# the same fault and arrivals, but the shared prefix was stored by one request 1 s
+# before (far beyond the window): every load reads landed bytes
 serve race "${CONN[@]}" --kv-fault race
-bench race-slow "${SYN[@]}" -r 2.5 --arrival constant
+bench race-prime "${SYN[@]}" -n 1
+sleep 1
+bench race-late "${SYN[@]}" -n 8 -r 100 --arrival constant
 unserve
-check "race, 400 ms apart" 0 race-ref race-slow --claims-reuse
-[ "$(injected race-slow race)" -eq 0 ] || fail "race fired on loads far apart"
+check "race, prefix stored 1 s before" 0 race-ref race-late --claims-reuse
+[ "$(injected race-late race)" -eq 0 ] || fail "race fired on loads after the window"
 serve clean "${CONN[@]}"
-bench race-clean "${SYN[@]}" -r 100 --arrival constant
+bench race-clean "${SYN[@]}" -n 8 -r 100 --arrival constant
 unserve
 check "no fault, 10 ms apart" 0 race-ref race-clean --claims-reuse
 
