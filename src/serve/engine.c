@@ -25,6 +25,7 @@ struct plan {
 struct save {
 	struct engine_req *r;
 	int *blocks, n_blocks;
+	uint32_t *gens;        /* kvcache_block.gen of each block when it was freed */
 	int age;               /* steps waited */
 };
 
@@ -281,6 +282,9 @@ static void queue_save(struct engine *e, struct engine_req *r)
 	s->n_blocks = r->n_blocks;
 	s->blocks = xmalloc((size_t)KV_MAX(r->n_blocks, 1) * sizeof(int));
 	memcpy(s->blocks, r->blocks, (size_t)r->n_blocks * sizeof(int));
+	s->gens = xmalloc((size_t)KV_MAX(r->n_blocks, 1) * sizeof(uint32_t));
+	for (int b = 0; b < r->n_blocks; b++)
+		s->gens[b] = e->kc.b[r->blocks[b]].gen;
 	s->age = 0;
 	pthread_mutex_lock(&r->mu);
 	r->refs++;
@@ -289,8 +293,9 @@ static void queue_save(struct engine *e, struct engine_req *r)
 }
 
 /*
- * e->mu held. Runs the queued saves once a block of theirs is in use again
- * (after the step's forward wrote into it), after 64 steps, or all of them.
+ * e->mu held. Runs the queued saves once a block of theirs was handed out
+ * again (after the step's forward wrote into it), after 64 steps, or all of
+ * them. A block held again through a prefix-cache hit keeps its KV.
  */
 static void land_saves(struct engine *e, bool all)
 {
@@ -298,7 +303,7 @@ static void land_saves(struct engine *e, bool all)
 		struct save *s = &e->saves[i];
 		bool reused = false;
 		for (int b = 0; b < s->n_blocks; b++)
-			reused |= e->kc.b[s->blocks[b]].ref > 0;
+			reused |= e->kc.b[s->blocks[b]].gen != s->gens[b];
 		if (!all && !reused && ++s->age < 64) {
 			i++;
 			continue;
@@ -308,6 +313,7 @@ static void land_saves(struct engine *e, bool all)
 		store_prompt(e, s->r, s->blocks, s->n_blocks);
 		engine_req_put(s->r);
 		free(s->blocks);
+		free(s->gens);
 		e->saves[i] = e->saves[--e->n_saves];
 	}
 }

@@ -5,6 +5,7 @@
 # connector and must exit 1; the same workload on a fault-free connector (and,
 # for race, the fault on but requests far apart) must exit 0.
 # kvserve binds 127.0.0.1 only; every process started here is killed on exit.
+# ENGINE_FAULTS_OUT=DIR keeps every run's outputs, /metrics and check.txt in DIR.
 set -u
 : "${KV_BUILD:?KV_BUILD must point at the build folder}"
 KVS=$KV_BUILD/kvserve
@@ -16,6 +17,8 @@ cleanup() {
 		kill "$PID" 2>/dev/null
 		wait "$PID" 2>/dev/null
 	fi
+	# ENGINE_FAULTS_OUT=DIR keeps the runs (outputs, /metrics, check.txt)
+	[ -n "${ENGINE_FAULTS_OUT:-}" ] && mkdir -p "$ENGINE_FAULTS_OUT" && cp -r "$T"/. "$ENGINE_FAULTS_OUT"/
 	rm -rf "$T"
 }
 trap cleanup EXIT

@@ -196,9 +196,18 @@ void kvo_faults_metrics(struct kvo_faults *f, struct kv_buf *out)
 void kvo_faults_markdown(FILE *out)
 {
 	static const char *const args[] = { "P (0..1]", "MS", "BITS", "DIM", "K" };
-	fprintf(out, "| type | class | argument | implemented | what it does |\n|---|---|---|---|---|\n");
-	for (int i = 0; i < KVO_F_COUNT; i++)
-		fprintf(out, "| %s | %s | %s | %s | %s |\n", kvo_fault_types[i].name,
-			kvo_fault_types[i].cls, args[kvo_fault_types[i].arg],
-			kvo_fault_types[i].implemented ? "yes" : "no", kvo_fault_types[i].help);
+	static const char *const stages[] = { "KEY", "FETCH", "DECODE", "POST", "STORE", "ENGINE" };
+	fprintf(out, "| type | class | argument | stage | implemented | what it does |\n"
+		     "|---|---|---|---|---|---|\n");
+	for (int i = 0; i < KVO_F_COUNT; i++) {
+		const struct kvo_fault_type *t = &kvo_fault_types[i];
+		fprintf(out, "| %s | %s | %s | %s | %s | ", t->name, t->cls, args[t->arg],
+			stages[t->stage], t->implemented ? "yes" : "no");
+		for (const char *p = t->help; *p; p++) {
+			if (*p == '|') /* a bare '|' would end the cell */
+				fputc('\\', out);
+			fputc(*p, out);
+		}
+		fputs(" |\n", out);
+	}
 }
