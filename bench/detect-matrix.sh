@@ -44,8 +44,10 @@ LENGTHS=47,48,49,97,120
 TRIALS=2
 WL=(-w ttft-sweep --set lengths=$LENGTHS --set trials=$TRIALS --set output_len=8
     --set logprobs=5 --set echo=true --return-token-ids --no-progress)
-# DETECT_BENCH_ARGS: extra kvbench bench flags (e.g. --no-stream), split on spaces
-read -r -a XARGS <<<"${DETECT_BENCH_ARGS:-}"
+# DETECT_BENCH_ARGS: extra kvbench bench flags (e.g. --no-stream), split on spaces.
+# --no-claim-reuse: this script judges the cache path itself (kvbench check with
+# the /metrics it saves), on the reference engine without any cache as well.
+read -r -a XARGS <<<"--no-claim-reuse ${DETECT_BENCH_ARGS:-}"
 WL+=("${XARGS[@]}")
 WL_ECHO=("${WL[@]}")
 # without echo: kvserve recomputes the last loaded row when prompt logprobs are asked

@@ -142,7 +142,16 @@ static int on_event(void *ctx, const char *type, const char *data, size_t len)
 	if (call->oai.done)
 		return 0; /* after [DONE]: ignore */
 	rc = kvb_oai_chunk(&call->oai, data, len, call->t_read);
-	return rc < 0 ? -1 : 0;
+	if (rc < 0)
+		return -1;
+	if (call->abort_after_tokens > 0 && !call->oai.finished && !call->oai.done &&
+	    call->oai.n_tok_t >= (size_t)call->abort_after_tokens) {
+		/* stop reading here: curl closes the connection */
+		set_err(call, KVB_ABORTED, xasprintf("aborted by the client after %zu tokens",
+						     call->oai.n_tok_t));
+		return -1;
+	}
+	return 0;
 }
 
 static void pick_mode(struct kvb_call *call)
@@ -232,7 +241,11 @@ void kvb_client_start(struct kvb_client *c, struct kvb_call *call)
 	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, c->o.buffer_size > 0 ? c->o.buffer_size : 2048L);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
 			 (long)(c->o.connect_timeout_s * 1000.0));
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(c->o.request_timeout_s * 1000.0));
+	if (call->abort_after_s > 0 &&
+	    (c->o.request_timeout_s <= 0 || call->abort_after_s < c->o.request_timeout_s))
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, KV_MAX(1L, (long)(call->abort_after_s * 1000.0)));
+	else
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(c->o.request_timeout_s * 1000.0));
 	if (call->body) {
 		curl_easy_setopt(e, CURLOPT_POST, 1L);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body);
@@ -285,6 +298,11 @@ static void finish(struct kvb_client *c, struct kvb_call *call, CURLcode rc, boo
 		char *m = kvb_oai_error_message(kv_buf_str(&call->in), call->in.len);
 		set_err(call, KVB_ERR_HTTP, xasprintf("http %ld: %s", code, m));
 		free(m);
+	} else if (rc == CURLE_OPERATION_TIMEDOUT && call->abort_after_s > 0 &&
+		   res->t_end - res->t_send + 1000000ull >= (uint64_t)(call->abort_after_s * 1e9)) {
+		/* our own timer, not the server's fault: a user pressing stop */
+		set_err(call, KVB_ABORTED, xasprintf("aborted by the client after %g s (%zu tokens)",
+						     call->abort_after_s, call->oai.n_tok_t));
 	} else if (rc != CURLE_OK) {
 		set_err(call, curl_status(rc),
 			xstrdup(call->errbuf[0] ? call->errbuf : curl_easy_strerror(rc)));

@@ -17,7 +17,8 @@
  * before the end of the stream ([DONE] or a finish_reason) -> KVB_ERR_RESET,
  * HTTP >= 400 -> KVB_ERR_HTTP with the server's message, bad SSE or JSON ->
  * KVB_ERR_STREAM, an error event -> KVB_ERR_SERVER, kvb_client_cancel_all()
- * -> KVB_ERR_CANCELLED.
+ * -> KVB_ERR_CANCELLED, an abort the caller asked for (abort_after_*) ->
+ * KVB_ABORTED.
  */
 #ifndef KVB_CLIENT_H
 #define KVB_CLIENT_H
@@ -40,6 +41,12 @@ struct kvb_call {
 	bool echo;
 	const char *echo_prompt;    /* not owned */
 	void *ctx;                  /* the caller's */
+	/* a user pressing stop: the client closes the connection once this
+	   many output tokens arrived (0: never) or this long after the send
+	   (seconds, 0: never); the result is then KVB_ABORTED. A stream that
+	   ended (finish_reason or [DONE]) before either is not aborted. */
+	int abort_after_tokens;
+	double abort_after_s;
 	struct kvb_result res;      /* filled in; released by kvb_call_free() */
 
 	/* private */

@@ -6,13 +6,16 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <signal.h>
 
 #include "commands.h"
 #include "arrival.h"
 #include "fields.h"
+#include "metrics.h"
 #include "runner.h"
 #include "tokenize.h"
+#include "suite/suite.h"
 #include "common/opt.h"
 #include "common/banned.h"
 
@@ -52,8 +55,93 @@ static int on_set(const struct kv_opt *opt, const char *arg, void *ctx)
 	return 0;
 }
 
+/* The cache-reuse claim of warm passes: /metrics before the first warm
+ * request and after the run (docs/checks.md, "cache_path in bench"). */
+struct claim {
+	const char *url;
+	double timeout_s;
+	bool warm;                        /* a warm pass (pass >= 1) started */
+	int before_rc;                    /* kvb_metrics_counters of the snapshot */
+	char *before_err;
+	struct kvb_cache_counters before;
+};
+
+static void on_pass(void *ctx, size_t item, int pass)
+{
+	struct claim *c = ctx;
+
+	(void)item;
+	if (pass < 1 || c->warm)
+		return;
+	c->warm = true;
+	c->before_rc = kvb_metrics_counters(c->url, c->timeout_s, &c->before, &c->before_err);
+}
+
+/* Usage cached tokens of the warm groups (pass >= 1); -1 when none reported. */
+static double warm_usage_cached(json_t *groups)
+{
+	double hits = 0;
+	bool known = false;
+	size_t i;
+	json_t *g;
+
+	json_array_foreach(groups, i, g) {
+		json_t *cache = json_object_get(g, "cache");
+		if (json_integer_value(json_object_get(g, "pass")) < 1)
+			continue;
+		if (json_integer_value(json_object_get(cache, "query_tokens")) > 0) {
+			known = true;
+			hits += (double)json_integer_value(json_object_get(cache, "hit_tokens"));
+		}
+	}
+	return known ? hits : -1;
+}
+
+/*
+ * cache_path and silent_miss for a run with warm passes. /metrics answering
+ * 404 (or with no known counter): the verdict falls back to usage; not
+ * answering: a warning, and cache_path fails "not measured" unless usage
+ * shows hits. Returns the number of checks written to out (0 or 2).
+ */
+static int claim_checks(struct claim *c, bool claims, const char *family, json_t *groups,
+			struct kvb_check out[2])
+{
+	struct kvb_cache_counters after, delta;
+	double usage = warm_usage_cached(groups);
+	char *err = NULL;
+	int after_rc;
+	const char *why = NULL;
+
+	if (!c->warm)
+		return 0;
+	memset(&delta, 0, sizeof(delta));
+	after_rc = kvb_metrics_counters(c->url, c->timeout_s, &after, &err);
+	if (c->before_rc == 0 && after_rc == 0)
+		kvb_cache_counters_diff(&c->before, &after, &delta);
+	else
+		why = c->before_rc ? c->before_err : err;
+	if (why && strncmp(why, "http 4", 6)) {
+		/* unreachable, timed out: not a missing endpoint */
+		kv_warn("bench: /metrics not read (%s): the cache claim rests on usage", why);
+		if (claims && !(usage > 0)) {
+			kvb_check_set(&out[0], "cache_path", false, NAN, 1, "tokens",
+				      "cache path not measured: /metrics not read (%s) and usage shows %s",
+				      why, usage < 0 ? "no cached_tokens" : "0 cached tokens");
+			kvb_check_silent_miss(&delta, family, &out[1]);
+			free(err);
+			return 2;
+		}
+	}
+	kvb_check_cache_path(&delta, family, usage, claims, &out[0]);
+	kvb_check_silent_miss(&delta, family, &out[1]);
+	free(err);
+	return 2;
+}
+
 static const char *const endpoints[] = { "completions", "chat", NULL };
 static const char *const arrivals[] = { "poisson", "constant", "gamma", NULL };
+static const char *const cache_families[] = { "auto", "lmcache", "pegaflow", "external", "apc",
+					      "sglang", NULL };
 
 /* `--workload NAME --help`: the keys of that workload. */
 static bool workload_help(int argc, char **argv)
@@ -93,7 +181,10 @@ int cmd_bench(int argc, char **argv)
 	const char *workload = "synthetic", *arrival = "poisson", *out_dir = NULL;
 	const char *api_key_env = NULL, *engine_id = NULL;
 	int64_t input_len = 128, output_len = 128, shared = 0, num = 0, conc = 0, logprobs = -1;
-	int64_t seed = 0, recv_buf = 2048;
+	int64_t seed = 0, recv_buf = 2048, abort_every = 0, abort_tokens = 0;
+	const char *abort_after = NULL, *cache_family = "auto";
+	bool claim_reuse = true;
+	double abort_s = 0;
 	double duration = 0, rate = 0, burst = 1, max_err = 0, cto = 10, rto = 600;
 	bool ignore_eos = true, stream = true, token_ids = false, progress = true;
 	struct sets sets = { 0 };
@@ -125,6 +216,13 @@ int cmd_bench(int argc, char **argv)
 		KV_OPT_CHOICE(0, "arrival", &arrival, arrivals, "open-loop arrivals: poisson, constant or gamma"),
 		KV_OPT_DOUBLE(0, "burstiness", &burst, "B", 0.001, 1000, "gamma shape (1 = Poisson, < 1 burstier)"),
 		KV_OPT_INT(0, "recv-buffer", &recv_buf, "BYTES", 1024, 1 << 20, "receive buffer per stream (bytes)"),
+		KV_OPT_GROUP("Client aborts (a user pressing stop; the other requests are the victims)"),
+		KV_OPT_INT(0, "abort-every", &abort_every, "N", 0, 1000000, "abort every Nth non-warmup request (ids N-1, 2N-1, ...); 0 = none"),
+		KV_OPT_INT(0, "abort-after-tokens", &abort_tokens, "K", 0, 1 << 24, "close the connection once K output tokens arrived (default 1 without --abort-after)"),
+		KV_OPT_STRING(0, "abort-after", &abort_after, "DURATION", "close the connection this long after the send (500ms, 2s)"),
+		KV_OPT_GROUP("Cache claim (workloads with warm passes: ttft-sweep, long-doc-qa, mmlu, rag, generation)"),
+		KV_OPT_BOOL(0, "claim-reuse", &claim_reuse, "warm passes claim cache reuse: cache_path must see hits (--no-claim-reuse: a baseline engine)"),
+		KV_OPT_CHOICE(0, "cache-family", &cache_family, cache_families, "counters that judge the claim: auto, lmcache, pegaflow, external, apc, sglang"),
 		KV_OPT_GROUP("Output"),
 		KV_OPT_STRING('o', "output", &out_dir, "DIR", "write DIR/requests.csv, outputs.jsonl, summary.json"),
 		KV_OPT_DOUBLE(0, "max-error-rate", &max_err, "F", 0, 1, "exit 1 when the failed fraction exceeds F"),
@@ -139,7 +237,8 @@ int cmd_bench(int argc, char **argv)
 		"  kvbench bench --url http://127.0.0.1:8000 -n 200 -c 16 --input-len 1024\n"
 		"  kvbench bench --rate 20 --arrival gamma --burstiness 0.5 --duration 60 -o out/\n"
 		"  kvbench bench --workload synthetic --set prompt_format=ids --help\n"
-		"Exit codes: 0 ok, 1 failed fraction above --max-error-rate, 2 usage, 3 runtime failure.",
+		"Exit codes: 0 ok, 1 failed fraction above --max-error-rate or a cache check failed,\n"
+		"2 usage, 3 runtime failure.",
 	};
 	struct kvb_wl_params wp = { 0 };
 	struct kvb_tokenize_target tt = { 0 };
@@ -151,6 +250,10 @@ int cmd_bench(int argc, char **argv)
 	json_t *groups = NULL, *sum = NULL;
 	int rc = KVB_EXIT_USAGE, npos;
 	struct sets all = { 0 };
+	struct claim claim = { 0 };
+	struct kvb_check checks[2];
+	int n_checks = 0;
+	bool checks_ok = true;
 
 	if (workload_help(argc, argv))
 		return KVB_EXIT_OK;
@@ -174,6 +277,14 @@ int cmd_bench(int argc, char **argv)
 		goto out;
 	if (npos > 0) {
 		kv_error("bench: unexpected argument '%s'", argv[0]);
+		goto out;
+	}
+	if (abort_after && (kvb_parse_duration(abort_after, &abort_s) < 0 || !(abort_s > 0))) {
+		kv_error("bench: --abort-after: expected a duration > 0 (500ms, 2s), got '%s'", abort_after);
+		goto out;
+	}
+	if (!abort_every && (abort_after || abort_tokens)) {
+		kv_error("bench: --abort-after and --abort-after-tokens need --abort-every N");
 		goto out;
 	}
 	if (api_key_env && (!getenv(api_key_env) || !*getenv(api_key_env))) {
@@ -224,6 +335,9 @@ int cmd_bench(int argc, char **argv)
 	o.cancel = &cancelled;
 	o.no_stream = !stream;
 	o.recv_buffer = (long)recv_buf;
+	o.abort_every = (int)abort_every;
+	o.abort_after_tokens = (int)abort_tokens;
+	o.abort_after_s = abort_s;
 	if (rate > 0) {
 		if (kvb_arrival_parse(arrival, &o.arrival) < 0)
 			goto out;
@@ -234,6 +348,10 @@ int cmd_bench(int argc, char **argv)
 		o.arrival = KVB_ARRIVAL_CLOSED;
 		o.concurrency = conc ? (int)conc : 1;
 	}
+	claim.url = url;
+	claim.timeout_s = cto > 5 ? cto : 5;
+	o.on_pass = on_pass;
+	o.on_pass_ctx = &claim;
 	item.wl = wl;
 	item.target.base_url = url;
 	item.target.engine_id = engine_id ? engine_id : url;
@@ -249,6 +367,8 @@ int cmd_bench(int argc, char **argv)
 	}
 	signal(SIGINT, SIG_DFL);
 	groups = json_loads(res.groups_json, 0, NULL);
+	if (!res.interrupted)
+		n_checks = claim_checks(&claim, claim_reuse, cache_family, groups, checks);
 	sum = json_pack("{s:s,s:s,s:O,s:{s:s,s:s?,s:s,s:s,s:I,s:f,s:f,s:s,s:i,s:f}}",
 			"kvbench_version", KV_VERSION,
 			"status", res.interrupted ? "interrupted" : "complete",
@@ -257,6 +377,21 @@ int cmd_bench(int argc, char **argv)
 			"workload", def->name, "seed", (json_int_t)seed, "rate", rate,
 			"duration", duration, "arrival", rate > 0 ? arrival : "closed",
 			"concurrency", (int)o.concurrency, "burstiness", burst);
+	if (n_checks) {
+		json_t *a = json_array();
+		for (int i = 0; i < n_checks; i++) {
+			json_array_append_new(a, kvb_check_to_json(&checks[i]));
+			checks_ok &= checks[i].passed;
+		}
+		json_object_set_new(sum, "checks", a);
+		json_object_set_new(json_object_get(sum, "config"), "claim_reuse",
+				    json_boolean(claim_reuse));
+	}
+	if (abort_every) {
+		json_object_set_new(sum, "aborted", json_integer((json_int_t)res.aborted));
+		json_object_set_new(json_object_get(sum, "config"), "abort_every",
+				    json_integer((json_int_t)abort_every));
+	}
 	if (out_dir) {
 		char *path = xasprintf("%s/summary.json", out_dir);
 		char *text = json_dumps(sum, JSON_INDENT(1) | JSON_REAL_PRECISION(9));
@@ -275,6 +410,13 @@ int cmd_bench(int argc, char **argv)
 		free(path);
 	}
 	kvb_summary_print(stdout, groups);
+	if (abort_every)
+		printf("\naborted by the client: %llu requests (not counted as completed or failed)\n",
+		       (unsigned long long)res.aborted);
+	if (n_checks)
+		printf("\n");
+	for (int i = 0; i < n_checks; i++)
+		kvb_check_print(stdout, &checks[i]);
 	if (res.interrupted) {
 		kv_error("bench: interrupted");
 		rc = KVB_EXIT_RUNTIME;
@@ -284,10 +426,14 @@ int cmd_bench(int argc, char **argv)
 			 (unsigned long long)res.failed,
 			 (unsigned long long)(res.failed + res.completed), max_err);
 		rc = KVB_EXIT_CHECK;
+	} else if (!checks_ok) {
+		kv_error("bench: a cache check failed (see above; --no-claim-reuse for a baseline engine)");
+		rc = KVB_EXIT_CHECK;
 	} else {
 		rc = KVB_EXIT_OK;
 	}
 out:
+	free(claim.before_err);
 	json_decref(groups);
 	json_decref(sum);
 	kvb_run_result_release(&res);

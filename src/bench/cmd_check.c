@@ -28,10 +28,83 @@ static bool free_text_expected(const struct kvb_pair *p, size_t n)
 	return false;
 }
 
+/* Counters after - before from two saved /metrics texts. 0, or -1 (printed). */
+static int load_delta(const char *before, const char *after, struct kvb_cache_counters *cd)
+{
+	struct kvb_prom pb, pa;
+	struct kvb_cache_counters cb, ca;
+	size_t lb, la;
+	char *tb, *ta;
+
+	if (!before || !after) {
+		kv_error("check: --metrics-before and --metrics-after go together");
+		return -1;
+	}
+	tb = kv_read_file(before, 64u << 20, &lb);
+	ta = kv_read_file(after, 64u << 20, &la);
+	if (!tb || !ta) {
+		kv_error("%s: cannot read", !tb ? before : after);
+		free(tb);
+		free(ta);
+		return -1;
+	}
+	kvb_prom_parse(tb, lb, &pb);
+	kvb_prom_parse(ta, la, &pa);
+	kvb_cache_counters_from_prom(&pb, &cb);
+	kvb_cache_counters_from_prom(&pa, &ca);
+	kvb_cache_counters_diff(&cb, &ca, cd);
+	kvb_prom_release(&pb);
+	kvb_prom_release(&pa);
+	free(tb);
+	free(ta);
+	return 0;
+}
+
+static int write_checks(const char *path, const struct kvb_check *c, int n)
+{
+	json_t *a = json_array();
+	char *s;
+
+	for (int i = 0; i < n; i++)
+		json_array_append_new(a, kvb_check_to_json(&c[i]));
+	s = json_dumps(a, JSON_INDENT(1));
+	json_decref(a);
+	if (!s || kv_write_file_atomic(path, s, strlen(s)) < 0) {
+		kv_error("%s: cannot write", path);
+		free(s);
+		return -1;
+	}
+	free(s);
+	return 0;
+}
+
+/* kvbench check --key-isolation FILE [--metrics-before B --metrics-after A] */
+static int key_isolation(const char *path, const char *before, const char *after,
+			 const char *family, const char *json_path)
+{
+	struct kvb_outputs o;
+	struct kvb_cache_counters d;
+	struct kvb_check c;
+	int rc = KVB_EXIT_USAGE;
+
+	if ((before || after) && load_delta(before, after, &d) < 0)
+		return KVB_EXIT_USAGE;
+	if (kvb_outputs_load(path, &o) < 0)
+		return KVB_EXIT_USAGE;
+	kvb_check_key_isolation_records(&o, before ? &d : NULL, family, &c);
+	kvb_check_print(stdout, &c);
+	if (json_path && write_checks(json_path, &c, 1) < 0)
+		rc = KVB_EXIT_RUNTIME;
+	else
+		rc = c.passed ? KVB_EXIT_OK : KVB_EXIT_CHECK;
+	kvb_outputs_release(&o);
+	return rc;
+}
+
 int cmd_check(int argc, char **argv)
 {
 	const char *base_engine = NULL, *cand_engine = NULL, *div_path = NULL, *json_path = NULL;
-	const char *m_before = NULL, *m_after = NULL, *family = "auto";
+	const char *m_before = NULL, *m_after = NULL, *family = "auto", *key_iso = NULL;
 	bool claims = true;
 	int64_t base_pass = -1, cand_pass = -1, seed = 0;
 	double near_tie = -1, max_lp = -1, max_kl = -1, max_acc = KVB_MAX_ACC_DROP_DEFAULT;
@@ -57,6 +130,8 @@ int cmd_check(int argc, char **argv)
 		KV_OPT_DOUBLE(0, "alpha", &alpha, "P", 1e-9, 0.5, "significance level of the McNemar test and the bootstrap"),
 		KV_OPT_DOUBLE(0, "max-quality-drop", &max_q, "F", 0, 1, "allowed F1 / ROUGE-L drop"),
 		KV_OPT_INT(0, "seed", &seed, "N", 0, INT64_MAX, "bootstrap seed"),
+		KV_OPT_GROUP("Key isolation (instead of the two files: one key-probe run)"),
+		KV_OPT_STRING(0, "key-isolation", &key_iso, "FILE", "judge the outputs.jsonl of a key-probe run: no cross hits between keys (with --metrics-*: counters too)"),
 		KV_OPT_GROUP("Cache counters (Prometheus text saved before and after the candidate pass)"),
 		KV_OPT_STRING(0, "metrics-before", &m_before, "FILE", "/metrics text before the pass"),
 		KV_OPT_STRING(0, "metrics-after", &m_after, "FILE", "/metrics text after the pass"),
@@ -74,13 +149,15 @@ int cmd_check(int argc, char **argv)
 		"Runs identity (with divergence classification), logprob and prompt-logprob deltas,\n"
 		"and, when the records carry expected answers, accuracy (Wilson, exact McNemar) and\n"
 		"F1 / ROUGE-L (paired bootstrap). Exit 0: all passed; 1: a check failed; 2: bad input.",
-		"example: kvbench check out/outputs.jsonl out/outputs.jsonl --base-pass 0 --cand-pass 1",
+		"examples:\n"
+		"  kvbench check out/outputs.jsonl out/outputs.jsonl --base-pass 0 --cand-pass 1\n"
+		"  kvbench check --key-isolation probe/outputs.jsonl --metrics-before b.prom --metrics-after a.prom",
 	};
 	struct kvb_outputs base = { 0 }, cand = { 0 };
 	const struct kvb_outputs *candp;
 	struct kvb_select bs, cs;
 	struct kvb_pair *pairs = NULL;
-	size_t n_pairs = 0, n_unpaired = 0, n_failed = 0;
+	size_t n_pairs = 0, n_unpaired = 0, n_failed = 0, n_aborted = 0;
 	struct kvb_check checks[16];
 	int n_checks = 0, rc = KVB_EXIT_USAGE, npos;
 	struct kvb_identity_opts io = { 0 };
@@ -107,6 +184,13 @@ int cmd_check(int argc, char **argv)
 		max_lp = tol->max_lp_delta;
 	if (max_kl <= 0)
 		max_kl = tol->max_kl;
+	if (key_iso) {
+		if (npos) {
+			kv_error("check: --key-isolation takes one file, got %d more arguments", npos);
+			return KVB_EXIT_USAGE;
+		}
+		return key_isolation(key_iso, m_before, m_after, family, json_path);
+	}
 	if (npos != 2) {
 		kv_error("check: expected two outputs.jsonl files, got %d arguments (see --help)", npos);
 		return KVB_EXIT_USAGE;
@@ -124,11 +208,13 @@ int cmd_check(int argc, char **argv)
 	bs.pass = (int)base_pass;
 	cs.engine_id = cand_engine;
 	cs.pass = (int)cand_pass;
-	kvb_pair_outputs(&base, &bs, candp, &cs, &pairs, &n_pairs, &n_unpaired, &n_failed);
-	printf("pairs: %zu (unpaired records: %zu, failed requests left out: %zu)\n", n_pairs,
-	       n_unpaired, n_failed);
+	kvb_pair_outputs_ex(&base, &bs, candp, &cs, &pairs, &n_pairs, &n_unpaired, &n_failed,
+			    &n_aborted);
+	printf("pairs: %zu (unpaired records: %zu, failed requests left out: %zu, "
+	       "aborted by the client: %zu)\n", n_pairs, n_unpaired, n_failed, n_aborted);
 
-	kvb_check_completeness(n_pairs, n_unpaired, n_failed, allow_unpaired, &checks[n_checks++]);
+	kvb_check_completeness_ex(n_pairs, n_unpaired, n_failed, n_aborted, allow_unpaired,
+				  &checks[n_checks++]);
 	io.near_tie_nats = near_tie;
 	io.strict = strict;
 	io.divergences_path = div_path;
@@ -161,54 +247,21 @@ int cmd_check(int argc, char **argv)
 			n_checks += 2;
 	}
 	if (m_before || m_after) {
-		struct kvb_prom pb, pa;
-		struct kvb_cache_counters cb, ca, cd;
-		size_t lb, la;
-		char *tb, *ta;
-		if (!m_before || !m_after) {
-			kv_error("check: --metrics-before and --metrics-after go together");
+		struct kvb_cache_counters cd;
+		if (load_delta(m_before, m_after, &cd) < 0) {
 			rc = KVB_EXIT_USAGE;
 			goto out;
 		}
-		tb = kv_read_file(m_before, 64u << 20, &lb);
-		ta = kv_read_file(m_after, 64u << 20, &la);
-		if (!tb || !ta) {
-			kv_error("%s: cannot read", !tb ? m_before : m_after);
-			free(tb);
-			free(ta);
-			rc = KVB_EXIT_USAGE;
-			goto out;
-		}
-		kvb_prom_parse(tb, lb, &pb);
-		kvb_prom_parse(ta, la, &pa);
-		kvb_cache_counters_from_prom(&pb, &cb);
-		kvb_cache_counters_from_prom(&pa, &ca);
-		kvb_cache_counters_diff(&cb, &ca, &cd);
 		kvb_check_cache_path(&cd, family, -1, claims, &checks[n_checks++]);
 		kvb_check_silent_miss(&cd, family, &checks[n_checks++]);
-		kvb_prom_release(&pb);
-		kvb_prom_release(&pa);
-		free(tb);
-		free(ta);
 	}
 	for (int i = 0; i < n_checks; i++) {
 		kvb_check_print(stdout, &checks[i]);
 		all_ok &= checks[i].passed;
 	}
-	if (json_path) {
-		json_t *a = json_array();
-		char *s;
-		for (int i = 0; i < n_checks; i++)
-			json_array_append_new(a, kvb_check_to_json(&checks[i]));
-		s = json_dumps(a, JSON_INDENT(1));
-		json_decref(a);
-		if (!s || kv_write_file_atomic(json_path, s, strlen(s)) < 0) {
-			kv_error("%s: cannot write", json_path);
-			free(s);
-			rc = KVB_EXIT_RUNTIME;
-			goto out;
-		}
-		free(s);
+	if (json_path && write_checks(json_path, checks, n_checks) < 0) {
+		rc = KVB_EXIT_RUNTIME;
+		goto out;
 	}
 	rc = all_ok ? KVB_EXIT_OK : KVB_EXIT_CHECK;
 out:

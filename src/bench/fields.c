@@ -297,6 +297,8 @@ void kvb_jsonl_row(struct kv_buf *b, const struct kvb_record *r)
 	json_lps(b, res->prompt_lps, res->n_prompt_lps);
 	kv_buf_puts(b, ",\"expected\":");
 	kvb_json_str(b, r->req->expected);
+	if (res->cached_tokens >= 0)
+		kv_buf_printf(b, ",\"cached_tokens\":%d", res->cached_tokens);
 	kv_buf_puts(b, "}\n");
 }
 

@@ -27,6 +27,7 @@ struct item {
 	size_t inflight;
 	bool finished;               /* no more requests to send */
 	bool waiting;                /* next() said 0: ask after a completion */
+	int max_pass;                /* highest pass sent so far, -1 none (on_pass) */
 	struct kvb_stats *groups;    /* index pass + 1 */
 	size_t n_groups;
 };
@@ -40,7 +41,7 @@ struct runner {
 	bool have_sink;
 	uint64_t t0, t_stop;
 	double wall0;
-	uint64_t completed, failed, done_all;
+	uint64_t completed, failed, aborted, done_all;
 	uint64_t first_send, last_end;
 };
 
@@ -86,7 +87,9 @@ static void record(struct runner *r, struct item *it, struct kvb_req *req, struc
 
 	res->req_id = req->id;
 	kvb_record_derive(&rec);
-	if (!req->warmup && res->status != KVB_ERR_CANCELLED) {
+	if (!req->warmup && res->status == KVB_ABORTED) {
+		r->aborted++;
+	} else if (!req->warmup && res->status != KVB_ERR_CANCELLED) {
 		kvb_stats_add(group(r, it, req->pass), &rec);
 		if (res->status == KVB_OK)
 			r->completed++;
@@ -158,6 +161,13 @@ static void send_req(struct runner *r, struct item *it, struct kvb_req *req, uin
 	f->req = req;
 	call->ctx = f;
 	call->res.t_sched = t_sched;
+	if (r->o->abort_every > 0 && !req->warmup &&
+	    req->id % (uint64_t)r->o->abort_every == (uint64_t)r->o->abort_every - 1) {
+		call->abort_after_s = r->o->abort_after_s;
+		call->abort_after_tokens = r->o->abort_after_tokens;
+		if (call->abort_after_tokens <= 0 && !(call->abort_after_s > 0))
+			call->abort_after_tokens = 1;
+	}
 	it->inflight++;
 	kvb_client_start(r->client, call);
 }
@@ -198,6 +208,15 @@ static void fill(struct runner *r, struct item *it, uint64_t now, uint64_t *wake
 				it->pending_at = it->next_slot;
 				it->next_slot += (uint64_t)llround(kvb_arrival_next(&it->arr) * 1e9);
 			}
+		}
+		if (o->on_pass && it->pending->pass > it->max_pass) {
+			if (it->max_pass >= 0) {
+				if (it->inflight)
+					break; /* the barrier: the passes before end first */
+				o->on_pass(o->on_pass_ctx, it->idx, it->pending->pass);
+				now = kv_now_ns();
+			}
+			it->max_pass = it->pending->pass;
 		}
 		if (cap > 0 && it->inflight >= (size_t)cap)
 			break;
@@ -330,6 +349,7 @@ int kvb_run(struct kvb_run_item *items, size_t n, const struct kvb_run_opts *o,
 	for (size_t i = 0; i < n; i++) {
 		r.items[i].it = &items[i];
 		r.items[i].idx = i;
+		r.items[i].max_pass = -1;
 	}
 	r.client = kvb_client_new(&co, on_done, &r);
 	if (!r.client)
@@ -415,6 +435,7 @@ int kvb_run(struct kvb_run_item *items, size_t n, const struct kvb_run_opts *o,
 	r.have_sink = false;
 	out->completed = r.completed;
 	out->failed = r.failed;
+	out->aborted = r.aborted;
 	out->duration_s = r.last_end > r.first_send ? (double)(r.last_end - r.first_send) / 1e9 : 0;
 	out->groups_json = groups_json(&r);
 out:

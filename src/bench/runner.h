@@ -47,6 +47,25 @@ struct kvb_run_opts {
 	volatile int *cancel;      /* set non-zero (e.g. by SIGINT) to stop early */
 	bool no_stream;            /* send stream=false (no TTFT/ITL figures) */
 	long recv_buffer;          /* curl receive buffer per stream, bytes; 0 = 2 KiB */
+	/* Client-side aborts (a user pressing stop): with abort_every = N > 0,
+	   every non-warmup request whose id % N == N - 1 is closed by the
+	   client once abort_after_tokens output tokens arrived (0 = 1 when
+	   abort_after_s is 0) or abort_after_s seconds after the send (> 0).
+	   Its record has status "aborted": not completed, not failed, not in
+	   statistics; the other requests (the victims) are compared normally. */
+	int abort_every;
+	int abort_after_tokens;
+	double abort_after_s;
+	/* Pass barrier: when set, before an item sends the first request of a
+	   pass higher than every pass it sent so far (a warm pass after the
+	   cold one), it waits until its requests in flight finished, then
+	   calls on_pass(on_pass_ctx, item index, that pass) from the run loop
+	   (blocking is fine: the item has nothing in flight). Not called for
+	   the first pass an item sends. Workloads that interleave passes
+	   (ttft-sweep: cold, warm, cold, warm) get one drain per new highest
+	   pass, not one per switch. NULL: no barrier. */
+	void (*on_pass)(void *ctx, size_t item, int pass);
+	void *on_pass_ctx;
 };
 
 void kvb_run_opts_init(struct kvb_run_opts *o);
@@ -62,6 +81,7 @@ struct kvb_run_result {
 	bool interrupted;          /* *cancel was set: requests in flight were cut
 	                              (recorded as "cancelled", not counted) */
 	uint64_t completed, failed; /* non-warmup requests, all items and passes */
+	uint64_t aborted;           /* non-warmup requests aborted by the client */
 	double duration_s;          /* first send to last end */
 	/* JSON text of the summary's "groups" array (docs/RESULTS.md): one group
 	   per (item, pass) in item order, then pass order; malloc'ed */

@@ -12,6 +12,7 @@ static const char *const status_names[KVB_STATUS_COUNT] = {
 	[KVB_ERR_STREAM] = "malformed",
 	[KVB_ERR_SERVER] = "server_error",
 	[KVB_ERR_CANCELLED] = "cancelled",
+	[KVB_ABORTED] = "aborted",
 };
 
 const char *kvb_status_name(enum kvb_status s)

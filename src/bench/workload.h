@@ -78,6 +78,8 @@ enum kvb_status {
 	KVB_ERR_STREAM,    /* malformed SSE or JSON, line too long */
 	KVB_ERR_SERVER,    /* an "error" object inside the stream */
 	KVB_ERR_CANCELLED, /* run interrupted before the response ended */
+	KVB_ABORTED,       /* closed by the client on purpose (--abort-every): not
+	                      a failure, left out of statistics and pairing */
 	KVB_STATUS_COUNT
 };
 

@@ -99,7 +99,9 @@ grep -q '^FAIL logprobs' "$T/c.txt" || fail "logprobs did not catch the fault"
 for s in on off; do
 	eval "u=\$URL_$s"
 	curl -s "$u/metrics" > "$T/m0_$s"
-	bench "$u" sw_$s -w ttft-sweep --set lengths=128 --set trials=2 --set output_len=2 -c 1
+	# bench's own claim would fail the cache-off run (exit 1): this one is the baseline
+	claim=; [ $s = off ] && claim=--no-claim-reuse
+	bench "$u" sw_$s -w ttft-sweep --set lengths=128 --set trials=2 --set output_len=2 -c 1 $claim
 	curl -s "$u/metrics" > "$T/m1_$s"
 done
 "$KVB" check "$T/sw_on/outputs.jsonl" "$T/sw_on/outputs.jsonl" --base-pass 0 --cand-pass 1 \

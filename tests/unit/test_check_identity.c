@@ -262,6 +262,43 @@ static void test_pair_by_pass(void **state)
 	kvb_outputs_release(&o);
 }
 
+/* an aborted request and its partner form no pair, are not unpaired, are
+   not failures; the victims pair normally */
+static void test_pair_skips_aborted(void **state)
+{
+	const char *t =
+		"{\"key\":\"a\",\"pass\":0,\"text\":\"x\"}\n"
+		"{\"key\":\"b\",\"pass\":0,\"text\":\"y\"}\n"
+		"{\"key\":\"c\",\"pass\":0,\"status\":\"aborted\",\"text\":\"z\"}\n"
+		"{\"key\":\"a\",\"pass\":1,\"text\":\"x\"}\n"
+		"{\"key\":\"b\",\"pass\":1,\"status\":\"aborted\",\"text\":\"\"}\n"
+		"{\"key\":\"c\",\"pass\":1,\"text\":\"z\"}\n"
+		"{\"key\":\"d\",\"pass\":1,\"status\":\"aborted\",\"text\":\"\"}\n";
+	struct kvb_outputs o;
+	struct kvb_pair *p;
+	size_t n, un, f, ab;
+	struct kvb_select s0 = { NULL, 0 }, s1 = { NULL, 1 };
+	struct kvb_check c;
+	(void)state;
+	assert_int_equal(kvb_outputs_parse("x", t, strlen(t), &o), 0);
+	kvb_pair_outputs_ex(&o, &s0, &o, &s1, &p, &n, &un, &f, &ab);
+	assert_int_equal(n, 1);
+	assert_string_equal(p[0].base->key, "a");
+	assert_int_equal(un, 0);
+	assert_int_equal(f, 0);
+	assert_int_equal(ab, 3);
+	kvb_check_completeness_ex(n, un, f, ab, false, &c);
+	assert_true(c.passed);
+	assert_non_null(strstr(c.reason, "3 aborted by the client"));
+	free(p);
+	/* the old entry point: aborted records are no failures either */
+	kvb_pair_outputs(&o, &s0, &o, &s1, &p, &n, &un, &f);
+	assert_int_equal(n, 1);
+	assert_int_equal(f, 0);
+	free(p);
+	kvb_outputs_release(&o);
+}
+
 static void test_from_result_round_trip(void **state)
 {
 	struct kvb_req req;
@@ -327,6 +364,7 @@ int main(void)
 		cmocka_unit_test(test_logprobs),
 		cmocka_unit_test(test_bad_outputs),
 		cmocka_unit_test(test_pair_by_pass),
+		cmocka_unit_test(test_pair_skips_aborted),
 		cmocka_unit_test(test_from_result_round_trip),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

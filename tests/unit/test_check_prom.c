@@ -121,19 +121,6 @@ static void test_counters_and_checks(void **state)
 	assert_non_null(strstr(c.reason, "silent miss"));
 	kvb_check_silent_miss(&d, "pegaflow", &c);
 	assert_true(c.passed);
-	/* key isolation: the apc delta has 200 hits, pegaflow 20; nothing = unknown */
-	kvb_check_key_isolation(&d, "apc", -1, &c);
-	assert_false(c.passed);
-	NEAR(c.figure, 200, 1e-9);
-	kvb_check_key_isolation(&d, "lmcache", -1, &c);
-	assert_true(c.passed);
-	kvb_check_key_isolation(&d, "lmcache", 16, &c);
-	assert_false(c.passed);
-	memset(&d, 0, sizeof(d));
-	kvb_check_key_isolation(&d, NULL, -1, &c);
-	assert_false(c.passed);
-	kvb_check_key_isolation(&d, NULL, 0, &c);
-	assert_true(c.passed);
 	kvb_prom_release(&a);
 	kvb_prom_release(&b);
 }
@@ -159,11 +146,94 @@ static void test_bounds(void **state)
 	free(big);
 }
 
+/* key_isolation on recorded key-probe records */
+static void test_key_isolation_records(void **state)
+{
+	/* pair 0 clean; pair 1: tenant-b served from tenant-a's entries (sent
+	   in file order b before a, ids say a came first) */
+	static const char leak[] =
+		"{\"request_id\":0,\"key\":\"probe0/tenant-a\",\"cached_tokens\":0}\n"
+		"{\"request_id\":1,\"key\":\"probe0/tenant-b\",\"cached_tokens\":0}\n"
+		"{\"request_id\":3,\"key\":\"probe1/tenant-b\",\"cached_tokens\":80}\n"
+		"{\"request_id\":2,\"key\":\"probe1/tenant-a\",\"cached_tokens\":0}\n"
+		"{\"request_id\":4,\"key\":\"other\",\"cached_tokens\":96}\n";
+	/* a failed probe is not judged; pair 0's first request hit (an earlier
+	   run sent the prompt), so its pair is not judged either */
+	static const char clean[] =
+		"{\"request_id\":0,\"key\":\"probe0/a\",\"cached_tokens\":64}\n"
+		"{\"request_id\":1,\"key\":\"probe0/b\",\"cached_tokens\":64}\n"
+		"{\"request_id\":2,\"key\":\"probe0/c\",\"cached_tokens\":0}\n"
+		"{\"request_id\":3,\"key\":\"probe10/a\",\"cached_tokens\":0}\n"
+		"{\"request_id\":4,\"key\":\"probe10/b\",\"status\":\"http\",\"cached_tokens\":96}\n";
+	static const char noprobe[] = "{\"request_id\":0,\"key\":\"probe/x\",\"cached_tokens\":5}\n"
+				      "{\"request_id\":1,\"key\":\"synthetic/1\",\"cached_tokens\":5}\n";
+	static const char nousage[] = "{\"request_id\":0,\"key\":\"probe0/a\"}\n"
+				      "{\"request_id\":1,\"key\":\"probe0/b\"}\n";
+	struct kvb_outputs o;
+	struct kvb_cache_counters d;
+	struct kvb_check c;
+	(void)state;
+
+	assert_int_equal(kvb_outputs_parse("leak", leak, strlen(leak), &o), 0);
+	kvb_check_key_isolation_records(&o, NULL, NULL, &c);
+	assert_false(c.passed);
+	assert_string_equal(c.name, "key_isolation");
+	NEAR(c.figure, 80, 1e-9);
+	assert_non_null(strstr(c.reason, "probe1/tenant-b"));
+	kvb_outputs_release(&o);
+
+	assert_int_equal(kvb_outputs_parse("clean", clean, strlen(clean), &o), 0);
+	kvb_check_key_isolation_records(&o, NULL, NULL, &c);
+	assert_true(c.passed);
+	NEAR(c.figure, 0, 1e-9);
+	assert_non_null(strstr(c.reason, "1 of 2 pairs not judged"));
+	/* counters over the probe: any hit beyond the stale pair's 128 is a cross hit */
+	memset(&d, 0, sizeof(d));
+	d.present[KVB_CF_VLLM_APC] = d.present[KVB_CF_VLLM_EXTERNAL] = true;
+	d.hits[KVB_CF_VLLM_APC] = 128;
+	kvb_check_key_isolation_records(&o, &d, NULL, &c);
+	assert_true(c.passed);
+	assert_non_null(strstr(c.reason, "cache counters +0"));
+	d.hits[KVB_CF_VLLM_EXTERNAL] = 176;
+	kvb_check_key_isolation_records(&o, &d, "auto", &c);
+	assert_false(c.passed);
+	NEAR(c.figure, 48, 1e-9);
+	assert_non_null(strstr(c.reason, "external"));
+	/* a named family looks at that family only */
+	kvb_check_key_isolation_records(&o, &d, "apc", &c);
+	assert_true(c.passed);
+	kvb_outputs_release(&o);
+
+	assert_int_equal(kvb_outputs_parse("noprobe", noprobe, strlen(noprobe), &o), 0);
+	kvb_check_key_isolation_records(&o, NULL, NULL, &c);
+	assert_false(c.passed);
+	assert_non_null(strstr(c.reason, "not measured"));
+	kvb_outputs_release(&o);
+
+	assert_int_equal(kvb_outputs_parse("nousage", nousage, strlen(nousage), &o), 0);
+	kvb_check_key_isolation_records(&o, NULL, NULL, &c);
+	assert_false(c.passed);
+	assert_non_null(strstr(c.reason, "not measured"));
+	memset(&d, 0, sizeof(d));
+	d.present[KVB_CF_VLLM_APC] = true;
+	kvb_check_key_isolation_records(&o, &d, NULL, &c);
+	assert_true(c.passed);
+	kvb_outputs_release(&o);
+
+	/* every pair stale: nothing can be judged */
+	assert_int_equal(kvb_outputs_parse("stale", clean, strcspn(clean, "\n") + 1, &o), 0);
+	kvb_check_key_isolation_records(&o, NULL, NULL, &c);
+	assert_false(c.passed);
+	assert_non_null(strstr(c.reason, "another --seed"));
+	kvb_outputs_release(&o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_counters_and_checks),
+		cmocka_unit_test(test_key_isolation_records),
 		cmocka_unit_test(test_bounds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -431,10 +431,74 @@ static void test_sharegpt(void **state)
 	free(f);
 }
 
+/* key-probe: identical prompts per pair, one salt / model each, fresh
+   prompts across pairs; the other values wait for the first one */
+static void test_key_probe(void **state)
+{
+	struct kvb_workload *wl;
+	struct kvb_req *a, *b, *c, *d, *x;
+	struct kvb_result res;
+	struct made m;
+	(void)state;
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(make("key-probe", KVB_EP_COMPLETIONS, &wl, "num_pairs=2", "input_len=40",
+			      "values=s1,s2,s3", NULL), 0);
+	assert_int_equal(wl->ops->next(wl, &a), 1);
+	assert_string_equal(a->key, "probe0/s1");
+	assert_string_equal(a->extra_json, "{\"cache_salt\":\"s1\"}");
+	assert_null(a->model);
+	assert_int_equal((int)strlen(a->prompt), 40);
+	assert_int_equal(a->max_tokens, 4);
+	assert_int_equal(a->pass, 0);
+	/* the second value waits until the first is answered */
+	assert_int_equal(wl->ops->next(wl, &x), 0);
+	wl->ops->done(wl, a, &res);
+	assert_int_equal(wl->ops->next(wl, &b), 1);
+	assert_int_equal(wl->ops->next(wl, &c), 1); /* the third goes with the second */
+	assert_string_equal(b->key, "probe0/s2");
+	assert_string_equal(c->key, "probe0/s3");
+	assert_string_equal(b->prompt, a->prompt);
+	assert_string_equal(c->prompt, a->prompt);
+	assert_string_equal(c->extra_json, "{\"cache_salt\":\"s3\"}");
+	/* the next pair waits for the whole pair, and has a fresh prompt */
+	assert_int_equal(wl->ops->next(wl, &x), 0);
+	wl->ops->done(wl, b, &res);
+	wl->ops->done(wl, c, &res);
+	assert_int_equal(wl->ops->next(wl, &d), 1);
+	assert_string_equal(d->key, "probe1/s1");
+	assert_string_not_equal(d->prompt, a->prompt);
+	assert_true(memcmp(d->prompt, a->prompt, 16) != 0); /* differs from the first block on */
+	kvb_req_free(a);
+	kvb_req_free(b);
+	kvb_req_free(c);
+	kvb_req_free(d);
+	wl->ops->free(wl);
+
+	/* model dimension: the model name, no salt; defaults: 4 pairs x 2 */
+	assert_int_equal(make("key-probe", KVB_EP_CHAT, &m.wl, "dimension=model",
+			      "values=base,lora-a", NULL), 0);
+	drain(&m);
+	assert_int_equal(m.n, 8);
+	assert_string_equal(m.r[7]->key, "probe3/lora-a");
+	assert_string_equal(m.r[7]->model, "lora-a");
+	assert_string_equal(m.r[6]->model, "base");
+	assert_null(m.r[7]->extra_json);
+	assert_string_equal(m.r[7]->msgs[0].content, m.r[6]->msgs[0].content);
+	assert_int_equal((int)strlen(m.r[6]->msgs[0].content), 96);
+	made_free(&m);
+
+	/* bad settings name the key */
+	assert_int_equal(make("key-probe", KVB_EP_COMPLETIONS, &wl, "dimension=model", NULL), -1);
+	assert_int_equal(make("key-probe", KVB_EP_COMPLETIONS, &wl, "values=only", NULL), -1);
+	assert_int_equal(make("key-probe", KVB_EP_COMPLETIONS, &wl, "values=a,,b", NULL), -1);
+	assert_int_equal(make("key-probe", KVB_EP_COMPLETIONS, &wl, "values=a,a", NULL), -1);
+	assert_int_equal(make("key-probe", KVB_EP_COMPLETIONS, &wl, "dimension=lora", NULL), -1);
+}
+
 static void test_registry(void **state)
 {
 	static const char *const names[] = { "long-doc-qa", "multi-round-qa", "sharegpt", "mmlu",
-					     "generation", "rag", "ttft-sweep" };
+					     "generation", "rag", "ttft-sweep", "key-probe" };
 	(void)state;
 	for (size_t i = 0; i < KV_ARRAY_SIZE(names); i++) {
 		const struct kvb_wl_def *d = kvb_wl_find(names[i]);
@@ -450,7 +514,7 @@ static void test_documented_defaults(void **state)
 	static const struct { const char *wl, *path; } w[] = {
 		{ "long-doc-qa", NULL }, { "multi-round-qa", NULL }, { "sharegpt", "sharegpt.json" },
 		{ "mmlu", "mmlu" }, { "generation", "gsm8k.jsonl" }, { "rag", "rag.jsonl" },
-		{ "ttft-sweep", NULL },
+		{ "ttft-sweep", NULL }, { "key-probe", NULL },
 	};
 	(void)state;
 	for (size_t i = 0; i < KV_ARRAY_SIZE(w); i++) {
@@ -507,6 +571,7 @@ int main(void)
 		cmocka_unit_test(test_generation),
 		cmocka_unit_test(test_multi_round_qa),
 		cmocka_unit_test(test_sharegpt),
+		cmocka_unit_test(test_key_probe),
 		cmocka_unit_test(test_registry),
 		cmocka_unit_test(test_documented_defaults),
 	};

@@ -65,6 +65,7 @@ struct kvb_out_rec {
 	struct kvb_tok_lp *prompt_lps;
 	size_t n_prompt_lps;
 	char *expected;
+	int cached_tokens;     /* usage cached prompt tokens; -1 when absent */
 	int line;              /* line in the file, for messages */
 };
 
@@ -113,20 +114,30 @@ struct kvb_select {
  * Pairs base and candidate records by key (and by pass too when both
  * selections leave pass = -1, so two engines' runs of a multi-pass workload
  * pair pass with pass). Warmup records and records whose status is not "ok"
- * are left out (counted in *n_failed). Duplicate keys pair in file order.
- * *pairs is malloc'ed (free it); *n_unpaired counts records of either side
- * without a partner.
+ * are left out (counted in *n_failed), except status "aborted" (closed by
+ * the client on purpose, --abort-every): such a record is counted in
+ * *n_aborted (kvb_pair_outputs_ex; may be NULL) and neither it nor its
+ * partner forms a pair or counts as unpaired. Duplicate keys pair in file
+ * order. *pairs is malloc'ed (free it); *n_unpaired counts records of either
+ * side without a partner.
  */
 void kvb_pair_outputs(const struct kvb_outputs *base, const struct kvb_select *bs,
 		      const struct kvb_outputs *cand, const struct kvb_select *cs,
 		      struct kvb_pair **pairs, size_t *n_pairs, size_t *n_unpaired,
 		      size_t *n_failed);
+void kvb_pair_outputs_ex(const struct kvb_outputs *base, const struct kvb_select *bs,
+			 const struct kvb_outputs *cand, const struct kvb_select *cs,
+			 struct kvb_pair **pairs, size_t *n_pairs, size_t *n_unpaired,
+			 size_t *n_failed, size_t *n_aborted);
 
 /* Every request answered and paired: fails when n_failed > 0 (a request
  * errored on either side: a fault may surface as errors, not wrong text) or,
- * unless allow_unpaired, when a key has no partner. */
+ * unless allow_unpaired, when a key has no partner. Aborted requests
+ * (n_aborted, _ex) never fail it: the reason says "N aborted by the client". */
 void kvb_check_completeness(size_t n_pairs, size_t n_unpaired, size_t n_failed,
 			    bool allow_unpaired, struct kvb_check *c);
+void kvb_check_completeness_ex(size_t n_pairs, size_t n_unpaired, size_t n_failed,
+			       size_t n_aborted, bool allow_unpaired, struct kvb_check *c);
 
 /*
  * Tolerance presets of the numeric thresholds (docs/checks.md has the
@@ -406,11 +417,25 @@ enum kvb_cache_family kvb_cache_pick(const struct kvb_cache_counters *c, const c
  */
 void kvb_check_cache_path(const struct kvb_cache_counters *delta, const char *which,
 			  double usage_cached, bool claims_reuse, struct kvb_check *c);
-/* Key isolation probe (issue 9): requests with identical tokens that differ
- * only in salt, adapter or model must not hit each other's entries: fails
- * when the delta shows hits > 0 (or usage_cached > 0) during the probe. */
-void kvb_check_key_isolation(const struct kvb_cache_counters *delta, const char *which,
-			     double usage_cached, struct kvb_check *c);
+/*
+ * Key isolation (issue 9) over the records of a key-probe run: keys
+ * "probe{i}/{value}", requests with identical tokens that differ only in
+ * salt, adapter or model. The first request of each pair (lowest
+ * request_id among the records of probe{i}) has a fresh prompt, so any hit
+ * in the probe is a cross hit. Fails when a later request of a pair reports
+ * cached tokens (usage; records with status "ok"), or, when delta (counters
+ * over the probe run) is given, when its hits are > 0: in the family named
+ * by family, or with NULL/"auto" in any family present. A pair whose first
+ * request itself hit (an earlier run with the same seed sent the prompt) is
+ * not judged, and its usage cached tokens are subtracted from the counter
+ * hits. figure = cross-hit tokens (usage sum, else counter hits), threshold
+ * 0; the reason names the first offending key or family. Fails "not
+ * measured" when there are no probe records, when neither usage
+ * cached_tokens nor a counter is known, or when no pair could be judged.
+ */
+void kvb_check_key_isolation_records(const struct kvb_outputs *o,
+				     const struct kvb_cache_counters *delta, const char *family,
+				     struct kvb_check *c);
 /* Silent-miss alarm: stores grew in the delta and hits stayed zero → fail. */
 void kvb_check_silent_miss(const struct kvb_cache_counters *delta, const char *which,
 			   struct kvb_check *c);

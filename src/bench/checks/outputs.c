@@ -156,6 +156,7 @@ int kvb_out_rec_from_json(const json_t *o, struct kvb_out_rec *r, const char *fi
 	memset(r, 0, sizeof(*r));
 	r->line = line;
 	r->pass = -1;
+	r->cached_tokens = -1;
 	if (!json_is_object(o)) {
 		kv_error("%s:%d: expected a json object", file, line);
 		return -1;
@@ -178,6 +179,13 @@ int kvb_out_rec_from_json(const json_t *o, struct kvb_out_rec *r, const char *fi
 		r->pass = (int)json_integer_value(v);
 	else if (v && !json_is_null(v)) {
 		kv_error("%s:%d: \"pass\" must be an integer", file, line);
+		goto bad;
+	}
+	v = json_object_get(o, "cached_tokens");
+	if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= INT32_MAX)
+		r->cached_tokens = (int)json_integer_value(v);
+	else if (v && !json_is_null(v)) {
+		kv_error("%s:%d: \"cached_tokens\" must be an integer >= 0", file, line);
 		goto bad;
 	}
 	v = json_object_get(o, "warmup");
@@ -299,6 +307,7 @@ struct sel_rec {
 	const struct kvb_out_rec *r;
 	size_t order;
 	int pass;  /* pass used in the pairing key, or 0 */
+	bool aborted; /* closed by the client: matched, never paired */
 };
 
 static int cmp_sel(const void *a, const void *b)
@@ -313,7 +322,7 @@ static int cmp_sel(const void *a, const void *b)
 }
 
 static struct sel_rec *select_recs(const struct kvb_outputs *o, const struct kvb_select *s,
-				   bool by_pass, size_t *n, size_t *n_failed)
+				   bool by_pass, size_t *n, size_t *n_failed, size_t *n_aborted)
 {
 	struct sel_rec *v = xcalloc(o->n + 1, sizeof(*v));
 	*n = 0;
@@ -325,7 +334,10 @@ static struct sel_rec *select_recs(const struct kvb_outputs *o, const struct kvb
 			continue;
 		if (s && s->pass >= 0 && s->pass != r->pass)
 			continue;
-		if (strcmp(r->status, "ok")) {
+		v[*n].aborted = !strcmp(r->status, "aborted");
+		if (v[*n].aborted) {
+			(*n_aborted)++;
+		} else if (strcmp(r->status, "ok")) {
 			(*n_failed)++;
 			continue;
 		}
@@ -349,11 +361,19 @@ void kvb_pair_outputs(const struct kvb_outputs *base, const struct kvb_select *b
 		      struct kvb_pair **pairs, size_t *n_pairs, size_t *n_unpaired,
 		      size_t *n_failed)
 {
+	kvb_pair_outputs_ex(base, bs, cand, cs, pairs, n_pairs, n_unpaired, n_failed, NULL);
+}
+
+void kvb_pair_outputs_ex(const struct kvb_outputs *base, const struct kvb_select *bs,
+			 const struct kvb_outputs *cand, const struct kvb_select *cs,
+			 struct kvb_pair **pairs, size_t *n_pairs, size_t *n_unpaired,
+			 size_t *n_failed, size_t *n_aborted)
+{
 	bool by_pass = !(bs && bs->pass >= 0) && !(cs && cs->pass >= 0);
 	size_t na, nb, i = 0, j = 0;
-	size_t failed = 0;
-	struct sel_rec *a = select_recs(base, bs, by_pass, &na, &failed);
-	struct sel_rec *b = select_recs(cand, cs, by_pass, &nb, &failed);
+	size_t failed = 0, aborted = 0;
+	struct sel_rec *a = select_recs(base, bs, by_pass, &na, &failed, &aborted);
+	struct sel_rec *b = select_recs(cand, cs, by_pass, &nb, &failed, &aborted);
 
 	*pairs = xcalloc(KV_MIN(na, nb) + 1, sizeof(**pairs));
 	*n_pairs = 0;
@@ -363,20 +383,28 @@ void kvb_pair_outputs(const struct kvb_outputs *base, const struct kvb_select *b
 		if (!c && a[i].pass != b[j].pass)
 			c = a[i].pass < b[j].pass ? -1 : 1;
 		if (c < 0) {
-			i++;
-			(*n_unpaired)++;
+			*n_unpaired += !a[i++].aborted;
 		} else if (c > 0) {
+			*n_unpaired += !b[j++].aborted;
+		} else if (a[i].aborted || b[j].aborted) {
+			/* a request the client closed has no output to compare, and its
+			   partner is not left without one by a fault */
+			i++;
 			j++;
-			(*n_unpaired)++;
 		} else {
 			(*pairs)[*n_pairs].base = a[i++].r;
 			(*pairs)[*n_pairs].cand = b[j++].r;
 			(*n_pairs)++;
 		}
 	}
-	*n_unpaired += (na - i) + (nb - j);
+	for (; i < na; i++)
+		*n_unpaired += !a[i].aborted;
+	for (; j < nb; j++)
+		*n_unpaired += !b[j].aborted;
 	if (n_failed)
 		*n_failed = failed;
+	if (n_aborted)
+		*n_aborted = aborted;
 	/* pairs in the baseline's file order */
 	qsort(*pairs, *n_pairs, sizeof(**pairs), cmp_pair);
 	free(a);
@@ -434,6 +462,7 @@ void kvb_out_rec_from_result(struct kvb_out_rec *r, const struct kvb_req *req,
 	r->prompt_lps = lps_dup(res->prompt_lps, res->n_prompt_lps);
 	r->n_prompt_lps = res->prompt_lps ? res->n_prompt_lps : 0;
 	r->expected = dup_null(req->expected);
+	r->cached_tokens = res->cached_tokens;
 }
 
 void kvb_outputs_append(struct kvb_outputs *o, struct kvb_out_rec *r)
@@ -477,15 +506,27 @@ json_t *kvb_out_rec_to_json(const struct kvb_out_rec *r)
 		      lps_json(r->prompt_lps, r->n_prompt_lps), "expected", r->expected);
 	if (o && r->warmup)
 		json_object_set_new(o, "warmup", json_true());
+	if (o && r->cached_tokens >= 0)
+		json_object_set_new(o, "cached_tokens", json_integer(r->cached_tokens));
 	return o;
 }
 
 void kvb_check_completeness(size_t n_pairs, size_t n_unpaired, size_t n_failed,
 			    bool allow_unpaired, struct kvb_check *c)
 {
+	kvb_check_completeness_ex(n_pairs, n_unpaired, n_failed, 0, allow_unpaired, c);
+}
+
+void kvb_check_completeness_ex(size_t n_pairs, size_t n_unpaired, size_t n_failed,
+			       size_t n_aborted, bool allow_unpaired, struct kvb_check *c)
+{
 	size_t total = n_pairs + n_unpaired + n_failed;
 	bool ok = n_failed == 0 && (allow_unpaired || n_unpaired == 0) && n_pairs > 0;
+	char ab[64] = "";
+
+	if (n_aborted)
+		snprintf(ab, sizeof(ab), ", %zu aborted by the client (left out)", n_aborted);
 	kvb_check_set(c, "completeness", ok, total ? (double)n_pairs / (double)total : NAN, 1.0,
-		      "fraction", "%zu pairs, %zu records without a partner%s, %zu failed requests",
-		      n_pairs, n_unpaired, allow_unpaired ? " (allowed)" : "", n_failed);
+		      "fraction", "%zu pairs, %zu records without a partner%s, %zu failed requests%s",
+		      n_pairs, n_unpaired, allow_unpaired ? " (allowed)" : "", n_failed, ab);
 }

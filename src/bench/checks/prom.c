@@ -396,24 +396,148 @@ void kvb_check_silent_miss(const struct kvb_cache_counters *delta, const char *w
 			      "stores +%.0f, hits +%.0f", delta->stores, hits);
 }
 
-void kvb_check_key_isolation(const struct kvb_cache_counters *delta, const char *which,
-			     double usage_cached, struct kvb_check *c)
+/* "probe{i}/..." → length of "probe{i}" (the pair), 0 when not a probe key. */
+static size_t probe_group(const char *key)
 {
-	enum kvb_cache_family f = kvb_cache_pick(delta, which);
-	double hits = f == KVB_CF_COUNT ? NAN : delta->hits[f];
+	size_t k = 5;
 
-	if (f == KVB_CF_COUNT && usage_cached < 0) {
+	if (strncmp(key, "probe", 5) || !(key[5] >= '0' && key[5] <= '9'))
+		return 0;
+	while (key[k] >= '0' && key[k] <= '9')
+		k++;
+	return key[k] == '/' && key[k + 1] ? k : 0;
+}
+
+struct probe_ref {
+	const struct kvb_out_rec *r;
+	size_t g;      /* length of "probe{i}" */
+	size_t order;  /* file order */
+};
+
+/* by pair, then by send order (request_id, then file order) */
+static int cmp_probe(const void *x, const void *y)
+{
+	const struct probe_ref *a = x, *b = y;
+	int c;
+
+	if (a->g != b->g)
+		return a->g < b->g ? -1 : 1;
+	c = strncmp(a->r->key, b->r->key, a->g);
+	if (c)
+		return c;
+	if (a->r->request_id != b->r->request_id)
+		return a->r->request_id < b->r->request_id ? -1 : 1;
+	return a->order < b->order ? -1 : a->order > b->order;
+}
+
+void kvb_check_key_isolation_records(const struct kvb_outputs *o,
+				     const struct kvb_cache_counters *delta, const char *family,
+				     struct kvb_check *c)
+{
+	struct probe_ref *v = xcalloc(o->n + 1, sizeof(*v));
+	size_t n_probe = 0, n_known = 0, n_pairs = 0, n_stale = 0;
+	double cross = 0, legit = 0;
+	bool stale = false;
+	char stale_note[160] = "";
+	const struct kvb_out_rec *bad = NULL;
+	bool any_family = !family || !strcmp(family, "auto");
+	int hit_family = -1;
+	bool counters = false;
+
+	for (size_t i = 0; i < o->n; i++) {
+		size_t g = probe_group(o->v[i].key);
+		if (!g || o->v[i].warmup)
+			continue;
+		v[n_probe].r = &o->v[i];
+		v[n_probe].g = g;
+		v[n_probe].order = i;
+		n_probe++;
+	}
+	qsort(v, n_probe, sizeof(*v), cmp_probe);
+	for (size_t i = 0; i < n_probe; i++) {
+		const struct kvb_out_rec *r = v[i].r;
+		bool known = !strcmp(r->status, "ok") && r->cached_tokens >= 0;
+		/* the first of its pair: no record of the pair sent before it */
+		bool first = i == 0 || v[i - 1].g != v[i].g ||
+			     strncmp(v[i - 1].r->key, r->key, v[i].g) != 0;
+
+		if (first) {
+			n_pairs++;
+			/* its prompt was not fresh (an earlier run with this seed sent
+			   it): hits of the pair's other requests may be their own */
+			stale = known && r->cached_tokens > 0;
+			n_stale += stale;
+		}
+		if (!known)
+			continue;
+		n_known++;
+		if (stale) {
+			legit += r->cached_tokens;
+		} else if (!first && r->cached_tokens > 0) {
+			cross += r->cached_tokens;
+			if (!bad || r->request_id < bad->request_id)
+				bad = r;
+		}
+	}
+	free(v);
+	if (delta) {
+		if (any_family) {
+			for (int f = 0; f < KVB_CF_COUNT; f++)
+				if (delta->present[f]) {
+					counters = true;
+					if (delta->hits[f] > legit &&
+					    (hit_family < 0 || delta->hits[f] > delta->hits[hit_family]))
+						hit_family = f;
+				}
+		} else {
+			enum kvb_cache_family f = kvb_cache_pick(delta, family);
+			if (f != KVB_CF_COUNT) {
+				counters = true;
+				if (delta->hits[f] > legit)
+					hit_family = (int)f;
+			}
+		}
+	}
+	if (n_stale)
+		snprintf(stale_note, sizeof(stale_note),
+			 "; %zu of %zu pairs not judged: their first request hit (an earlier run sent the prompt: use another --seed)",
+			 n_stale, n_pairs);
+	if (!n_probe) {
 		kvb_check_set(c, "key_isolation", false, NAN, 0, "tokens",
-			      "no cache counter and no usage cached_tokens: isolation cannot be shown");
+			      "not measured: no key-probe records (keys probe{i}/{value})");
 		return;
 	}
-	if ((f != KVB_CF_COUNT && hits > 0) || usage_cached > 0) {
-		kvb_check_set(c, "key_isolation", false, f != KVB_CF_COUNT && hits > 0 ? hits : usage_cached,
-			      0, "tokens", "cross hits between requests that differ in a key dimension: %.0f %s",
-			      f != KVB_CF_COUNT && hits > 0 ? hits : usage_cached,
-			      f != KVB_CF_COUNT && hits > 0 ? family_names[f] : "usage cached tokens");
+	if (!n_known && !counters) {
+		kvb_check_set(c, "key_isolation", false, NAN, 0, "tokens",
+			      "not measured: no usage cached_tokens in %zu probe records and no known cache counter",
+			      n_probe);
 		return;
 	}
-	kvb_check_set(c, "key_isolation", true, 0, 0, "tokens", "no cross hits%s%s",
-		      f == KVB_CF_COUNT ? "" : " in ", f == KVB_CF_COUNT ? "" : family_names[f]);
+	if (n_stale == n_pairs) {
+		kvb_check_set(c, "key_isolation", false, NAN, 0, "tokens",
+			      "not measured: the first request of every pair hit the cache (an earlier run sent these prompts: use another --seed or a fresh server)");
+		return;
+	}
+	if (bad) {
+		kvb_check_set(c, "key_isolation", false, cross, 0, "tokens",
+			      "cross hits: %s reported %d cached tokens of a prompt only another key had sent (%.0f cross-hit tokens in all)%s%s%s",
+			      bad->key, bad->cached_tokens, cross, hit_family >= 0 ? "; counter " : "",
+			      hit_family >= 0 ? family_names[hit_family] : "", stale_note);
+		return;
+	}
+	if (hit_family >= 0) {
+		if (legit > 0)
+			kvb_check_set(c, "key_isolation", false, delta->hits[hit_family] - legit, 0, "tokens",
+				      "cross hits: %s counter +%.0f hit tokens during the probe, %.0f more than the pairs whose prompt was not fresh account for%s",
+				      family_names[hit_family], delta->hits[hit_family],
+				      delta->hits[hit_family] - legit, stale_note);
+		else
+			kvb_check_set(c, "key_isolation", false, delta->hits[hit_family], 0, "tokens",
+				      "cross hits: %s counter +%.0f hit tokens during a probe whose prompts were all fresh",
+				      family_names[hit_family], delta->hits[hit_family]);
+		return;
+	}
+	kvb_check_set(c, "key_isolation", true, 0, 0, "tokens",
+		      "no cross hits in %zu probe requests (%zu with usage cached_tokens%s)%s", n_probe,
+		      n_known, counters ? ", cache counters +0" : "", stale_note);
 }

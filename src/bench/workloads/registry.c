@@ -15,6 +15,7 @@ extern const struct kvb_wl_def kvb_wl_mmlu;
 extern const struct kvb_wl_def kvb_wl_generation;
 extern const struct kvb_wl_def kvb_wl_rag;
 extern const struct kvb_wl_def kvb_wl_ttft_sweep;
+extern const struct kvb_wl_def kvb_wl_key_probe;
 
 const struct kvb_wl_def *const kvb_workloads[] = {
 	&kvb_wl_synthetic,
@@ -25,5 +26,6 @@ const struct kvb_wl_def *const kvb_workloads[] = {
 	&kvb_wl_generation,
 	&kvb_wl_rag,
 	&kvb_wl_ttft_sweep,
+	&kvb_wl_key_probe,
 	NULL,
 };
