@@ -50,13 +50,15 @@ unserve() {
 }
 CONN=(--kv-chunk-size 48 --kv-cpu-bytes 64MiB)
 
-# bench OUT ARGS...: kvbench bench against URL, /metrics before and after
+# bench OUT ARGS...: kvbench bench against URL, /metrics before and after.
+# --no-claim-reuse: the reference engine has no cache; the claim is made by
+# `kvbench check --claims-reuse` below, on the snapshots taken here.
 bench() {
 	local d=$T/$1
 	shift
 	mkdir -p "$d"
 	curl -s --max-time 30 "$URL/metrics" >"$d/m0" || fail "metrics $URL"
-	timeout 120 "$KVB" bench -u "$URL" --no-progress --return-token-ids -o "$d" "$@" \
+	timeout 120 "$KVB" bench -u "$URL" --no-progress --no-claim-reuse --return-token-ids -o "$d" "$@" \
 		>"$d/bench.log" 2>&1 || fail "bench $*: $(tail -5 "$d/bench.log")"
 	curl -s --max-time 30 "$URL/metrics" >"$d/m1" || fail "metrics $URL"
 }
