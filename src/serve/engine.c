@@ -916,7 +916,8 @@ int engine_step(struct engine *e)
 			continue;
 		}
 		r->full_hit = false;
-		prefill_done(e, r);
+		if (r->n_out == 0) /* not a preempted request coming back */
+			prefill_done(e, r);
 		if (r->sp.max_tokens == 0)
 			finish_req(e, r, ENGINE_LENGTH, NULL);
 		else
