@@ -44,7 +44,9 @@ struct kvb_call {
 	/* a user pressing stop: the client closes the connection once this
 	   many output tokens arrived (0: never) or this long after the send
 	   (seconds, 0: never); the result is then KVB_ABORTED. A stream that
-	   ended (finish_reason or [DONE]) before either is not aborted. */
+	   ended (finish_reason or [DONE]) before either is not aborted. With
+	   echo, the echoed prompt tokens count as they arrive (the prompt's
+	   length is known only from usage at the end). */
 	int abort_after_tokens;
 	double abort_after_s;
 	struct kvb_result res;      /* filled in; released by kvb_call_free() */

@@ -133,6 +133,10 @@ static int claim_checks(struct claim *c, bool claims, const char *family, json_t
 		}
 	}
 	kvb_check_cache_path(&delta, family, usage, claims, &out[0]);
+	if (why && !out[0].passed) {
+		size_t l = strlen(out[0].reason);
+		snprintf(out[0].reason + l, sizeof(out[0].reason) - l, " (no /metrics: %s)", why);
+	}
 	kvb_check_silent_miss(&delta, family, &out[1]);
 	free(err);
 	return 2;

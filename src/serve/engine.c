@@ -6,6 +6,7 @@
 
 #include "engine.h"
 #include "common/clock.h"
+#include "offload/fault.h"
 #include "common/banned.h"
 
 const double engine_ttft_bounds[] = {
@@ -17,6 +18,15 @@ const int engine_ttft_nbounds = (int)KV_ARRAY_SIZE(engine_ttft_bounds);
 struct plan {
 	struct engine_req *r;
 	int first, n, row0;
+};
+
+/* A store queued after its request was aborted (uaf-abort): it holds a
+ * reference to the request and a copy of its freed block table. */
+struct save {
+	struct engine_req *r;
+	int *blocks, n_blocks;
+	uint32_t *gens;        /* kvcache_block.gen of each block when it was freed */
+	int age;               /* steps waited */
 };
 
 struct engine {
@@ -39,7 +49,17 @@ struct engine {
 	float *logits;
 	int cap_rows, cap_plan;
 	float *discard;   /* K/V rows a connector load may not write */
+	struct kvo_faults *faults; /* engine-level faults; NULL: none */
+	float *stale_logits;       /* [vocab] what full-hit samples from: the output head
+				    * over a hidden state nobody computed (zeros) */
+	struct save *saves;        /* deferred stores of aborted requests */
+	int n_saves, cap_saves;
 };
+
+static bool fault_fires(struct engine *e, enum kvo_fault_id id)
+{
+	return e->faults && kvo_fault_fires(e->faults, id);
+}
 
 /* ---- requests ---- */
 
@@ -198,7 +218,14 @@ struct engine *engine_create(struct model *m, const struct engine_config *cfg)
 	pthread_cond_init(&e->cv, NULL);
 	e->running = xcalloc((size_t)cfg->max_num_seqs, sizeof(*e->running));
 	e->discard = xcalloc((size_t)m->kv_dim, sizeof(float));
+	e->stale_logits = xmalloc((size_t)m->cfg.vocab * sizeof(float));
+	memcpy(e->stale_logits, m->lm_bias, (size_t)m->cfg.vocab * sizeof(float));
 	return e;
+}
+
+void engine_set_faults(struct engine *e, struct kvo_faults *f)
+{
+	e->faults = f;
 }
 
 void engine_set_connector(struct engine *e, struct kv_connector *c)
@@ -221,15 +248,74 @@ const struct engine_config *engine_config(const struct engine *e)
 	return &e->cfg;
 }
 
+static void store_prompt(struct engine *e, struct engine_req *r, const int *blocks, int n_blocks);
+
 static void release_blocks(struct engine *e, struct engine_req *r)
 {
+	/* a deferred save lands before the blocks go */
+	if (r->save_pending) {
+		store_prompt(e, r, r->blocks, r->n_blocks);
+		r->save_pending = false;
+	}
 	/* tail first, so the prefix stays longest in the LRU */
 	for (int i = r->n_blocks - 1; i >= 0; i--)
 		kvcache_put(&e->kc, r->blocks[i]);
 	r->n_blocks = 0;
 	r->n_computed = 0;
 	r->n_hit = 0;
+	r->n_cached = 0;
 	r->n_committed = 0;
+}
+
+/*
+ * uaf-abort: the engine frees an aborted request's blocks without waiting
+ * for its queued save; the save keeps the (now stale) block table.
+ */
+static void queue_save(struct engine *e, struct engine_req *r)
+{
+	if (e->n_saves == e->cap_saves) {
+		e->cap_saves = e->cap_saves ? 2 * e->cap_saves : 8;
+		e->saves = xrealloc(e->saves, (size_t)e->cap_saves * sizeof(*e->saves));
+	}
+	struct save *s = &e->saves[e->n_saves++];
+	s->r = r;
+	s->n_blocks = r->n_blocks;
+	s->blocks = xmalloc((size_t)KV_MAX(r->n_blocks, 1) * sizeof(int));
+	memcpy(s->blocks, r->blocks, (size_t)r->n_blocks * sizeof(int));
+	s->gens = xmalloc((size_t)KV_MAX(r->n_blocks, 1) * sizeof(uint32_t));
+	for (int b = 0; b < r->n_blocks; b++)
+		s->gens[b] = e->kc.b[r->blocks[b]].gen;
+	s->age = 0;
+	pthread_mutex_lock(&r->mu);
+	r->refs++;
+	pthread_mutex_unlock(&r->mu);
+	r->save_pending = false;
+}
+
+/*
+ * e->mu held. Runs the queued saves once a block of theirs was handed out
+ * again (after the step's forward wrote into it), after 64 steps, or all of
+ * them. A block held again through a prefix-cache hit keeps its KV.
+ */
+static void land_saves(struct engine *e, bool all)
+{
+	for (int i = 0; i < e->n_saves;) {
+		struct save *s = &e->saves[i];
+		bool reused = false;
+		for (int b = 0; b < s->n_blocks; b++)
+			reused |= e->kc.b[s->blocks[b]].gen != s->gens[b];
+		if (!all && !reused && ++s->age < 64) {
+			i++;
+			continue;
+		}
+		if (reused)
+			kvo_fault_count(e->faults, KVO_F_UAF_ABORT);
+		store_prompt(e, s->r, s->blocks, s->n_blocks);
+		engine_req_put(s->r);
+		free(s->blocks);
+		free(s->gens);
+		e->saves[i] = e->saves[--e->n_saves];
+	}
 }
 
 static void hist_add(uint64_t *buckets, uint64_t *count, double *sum, double v)
@@ -258,6 +344,8 @@ static void finish_req(struct engine *e, struct engine_req *r, enum engine_finis
 			e->n_waiting--;
 			break;
 		}
+	if (r->save_pending && why == ENGINE_ABORT && fault_fires(e, KVO_F_UAF_ABORT))
+		queue_save(e, r);
 	release_blocks(e, r);
 	e->st.finished[why]++;
 	hist_add(e->st.e2e_buckets, &e->st.e2e_count, &e->st.e2e_sum,
@@ -336,6 +424,8 @@ void engine_free(struct engine *e)
 	if (e->started)
 		engine_stop(e);
 	abort_all(e);
+	land_saves(e, true);
+	free(e->saves);
 	if (e->conn && e->conn->ops->free)
 		e->conn->ops->free(e->conn);
 	kvcache_release(&e->kc);
@@ -347,6 +437,7 @@ void engine_free(struct engine *e)
 	free(e->plan);
 	free(e->logits);
 	free(e->discard);
+	free(e->stale_logits);
 	free(e);
 }
 
@@ -397,6 +488,8 @@ struct vctx {
 	struct engine *e;
 	struct engine_req *r;
 	bool load;
+	const int *blocks;    /* the block table read (r's, or a queued save's copy) */
+	int n_blocks;
 };
 
 static float *view_row(void *ctx, int layer, int pos, bool v)
@@ -404,10 +497,10 @@ static float *view_row(void *ctx, int layer, int pos, bool v)
 	struct vctx *c = ctx;
 	struct engine *e = c->e;
 	int bs = e->cfg.block_size;
-	assert(pos >= 0 && pos / bs < c->r->n_blocks);
+	assert(pos >= 0 && pos / bs < c->n_blocks);
 	if (c->load && pos < c->r->n_hit)
 		return e->discard;
-	int blk = c->r->blocks[pos / bs];
+	int blk = c->blocks[pos / bs];
 	return v ? model_kv_v(&e->kc.kv, e->m->kv_dim, blk, layer, pos % bs) :
 		   model_kv_k(&e->kc.kv, e->m->kv_dim, blk, layer, pos % bs);
 }
@@ -420,6 +513,16 @@ static float *view_k(void *ctx, int layer, int pos)
 static float *view_v(void *ctx, int layer, int pos)
 {
 	return view_row(ctx, layer, pos, true);
+}
+
+/* Stores r's prompt KV through the block table blocks (kvc_store). */
+static void store_prompt(struct engine *e, struct engine_req *r, const int *blocks, int n_blocks)
+{
+	struct kv_namespace ns;
+	struct vctx c = { e, r, false, blocks, n_blocks };
+	struct kv_seq_view v = { e->m->cfg.n_layers, e->m->kv_dim, view_k, view_v, &c };
+	req_ns(e, r, &ns);
+	kvc_store(e->conn, &ns, r->prompt, r->n_prompt, &v);
 }
 
 /* ---- scheduling ---- */
@@ -443,7 +546,11 @@ static bool grow_blocks(struct engine *e, struct engine_req *r, int nblocks)
 static bool admit(struct engine *e, struct engine_req *r)
 {
 	int bs = e->cfg.block_size, need = (r->n_all + bs - 1) / bs;
-	int maxhit = (r->n_all - 1) / bs, nhit = 0, reclaim = 0;
+	/* the last token is recomputed so that its logits exist; full-hit
+	 * imitates the engine that forgets this when the whole prompt is cached */
+	bool fh = fault_fires(e, KVO_F_FULL_HIT);
+	int maxhit = fh && r->n_all % bs == 0 ? r->n_all / bs : (r->n_all - 1) / bs;
+	int nhit = 0, reclaim = 0;
 
 	update_keys(e, r);
 	if (need > r->cap_blocks) {
@@ -477,10 +584,10 @@ static bool admit(struct engine *e, struct engine_req *r)
 		req_ns(e, r, &ns);
 		e->st.ext_queries += (uint64_t)r->n_all;
 		int n = kvc_lookup(e->conn, &ns, r->all, r->n_all);
-		if (n > r->n_all - 1)
-			n = r->n_all - 1;
+		if (n > r->n_all - (fh ? 0 : 1))
+			n = r->n_all - (fh ? 0 : 1);
 		if (n > r->n_hit) {
-			struct vctx c = { e, r, true };
+			struct vctx c = { e, r, true, r->blocks, r->n_blocks };
 			struct kv_seq_view v = { e->m->cfg.n_layers, e->m->kv_dim, view_k, view_v, &c };
 			got = kvc_load(e->conn, &ns, r->all, n, &v);
 			if (got > n)
@@ -488,13 +595,31 @@ static bool admit(struct engine *e, struct engine_req *r)
 			if (got > r->n_hit) {
 				e->st.ext_hits += (uint64_t)(got - r->n_hit);
 				r->n_computed = got;
+				if (fault_fires(e, KVO_F_ROPE_SHIFT)) {
+					/* the loaded K rows rotated with a wrong position offset */
+					int sh = (int)e->faults->arg[KVO_F_ROPE_SHIFT];
+					for (int p = r->n_hit; p < got; p++)
+						for (int l = 0; l < e->m->cfg.n_layers; l++)
+							model_rope_shift(e->m, view_k(&c, l, p), sh);
+					kvo_fault_count(e->faults, KVO_F_ROPE_SHIFT);
+				}
 			}
 		}
 	}
 	int cached = r->n_computed;
+	r->n_cached = cached;
 	commit_blocks(e, r);
+	if (fh && r->n_computed == r->n_all) {
+		/* nothing left to compute: the first token comes without logits */
+		r->full_hit = true;
+		r->plp_pending = false;
+		kvo_fault_count(e->faults, KVO_F_FULL_HIT);
+	}
+	/* recompute one row for the first prompt logprob; it reads the cached
+	 * KV of its position and does not write it (write_kv is off below
+	 * n_cached) */
 	if (r->plp_pending && r->n_computed > 0)
-		r->n_computed--; /* recompute one row for the first prompt logprob */
+		r->n_computed--;
 	pthread_mutex_lock(&r->mu);
 	if (r->n_out == 0)
 		r->cached_tokens = cached;
@@ -698,6 +823,21 @@ static void emit(struct engine *e, struct engine_req *r, int32_t t, const float 
 
 /* ---- one step ---- */
 
+/* e->mu held. The prompt's KV is complete: count it, store it (or queue the
+ * store until the request ends, the way asynchronous savers do, while
+ * uaf-abort is on). */
+static void prefill_done(struct engine *e, struct engine_req *r)
+{
+	e->st.prompt_tokens += (uint64_t)r->n_prompt;
+	if (!e->conn || r->stored)
+		return;
+	if (e->faults && e->faults->on[KVO_F_UAF_ABORT])
+		r->save_pending = true;
+	else
+		store_prompt(e, r, r->blocks, r->n_blocks);
+	r->stored = true;
+}
+
 void engine_reset_prefix_cache(struct engine *e)
 {
 	pthread_mutex_lock(&e->mu);
@@ -767,6 +907,24 @@ int engine_step(struct engine *e)
 		e->n_waiting--;
 		e->running[e->n_running++] = r;
 	}
+	/* full-hit: requests whose whole prompt was cached have no row to
+	 * compute; the first token is sampled from logits nobody computed */
+	for (int i = 0; i < e->n_running;) {
+		struct engine_req *r = e->running[i];
+		if (!r->full_hit) {
+			i++;
+			continue;
+		}
+		r->full_hit = false;
+		if (r->n_out == 0) /* not a preempted request coming back */
+			prefill_done(e, r);
+		if (r->sp.max_tokens == 0)
+			finish_req(e, r, ENGINE_LENGTH, NULL);
+		else
+			emit(e, r, sample(r, e->stale_logits, V), e->stale_logits);
+		if (i < e->n_running && e->running[i] == r)
+			i++;
+	}
 	/* blocks for the decode rows; preempt the newest request when out */
 	for (int i = 0; i < e->n_running; i++) {
 		struct engine_req *r = e->running[i];
@@ -803,13 +961,14 @@ int engine_step(struct engine *e)
 			for (int p = r->n_computed; p < r->n_computed + take; p++) {
 				struct model_row *row = &e->rows[nrows];
 				bool lg = p == r->n_all - 1 || (r->plp_pending && p < r->n_prompt - 1);
-				*row = (struct model_row){ r->all[p], p, r->blocks, p >= r->n_hit,
+				*row = (struct model_row){ r->all[p], p, r->blocks, p >= r->n_cached,
 							   lg ? e->logits + (size_t)nrows * (size_t)V : NULL,
 							   r->sp.adapter };
 				nrows++;
 			}
 		}
 	if (!nrows) {
+		land_saves(e, false);
 		pthread_mutex_unlock(&e->mu);
 		return 0;
 	}
@@ -844,17 +1003,8 @@ int engine_step(struct engine *e)
 		if (r->n_computed >= r->n_prompt - 1)
 			r->plp_pending = false;
 		commit_blocks(e, r);
-		if (prompt_before && r->n_computed >= r->n_prompt) {
-			e->st.prompt_tokens += (uint64_t)r->n_prompt;
-			if (e->conn && !r->stored) {
-				struct kv_namespace ns;
-				struct vctx c = { e, r, false };
-				struct kv_seq_view v = { e->m->cfg.n_layers, e->m->kv_dim, view_k, view_v, &c };
-				req_ns(e, r, &ns);
-				kvc_store(e->conn, &ns, r->prompt, r->n_prompt, &v);
-				r->stored = true;
-			}
-		}
+		if (prompt_before && r->n_computed >= r->n_prompt)
+			prefill_done(e, r);
 		if (r->n_computed == r->n_all) {
 			if (r->sp.max_tokens == 0) {
 				finish_req(e, r, ENGINE_LENGTH, NULL);
@@ -864,6 +1014,7 @@ int engine_step(struct engine *e)
 			emit(e, r, sample(r, lg, V), lg);
 		}
 	}
+	land_saves(e, false);
 	pthread_mutex_unlock(&e->mu);
 	return nrows;
 }

@@ -104,12 +104,16 @@ struct engine_req {
 	int n_all, cap_all;
 	int n_computed;          /* positions whose KV is in the cache */
 	int n_hit;               /* leading positions read from shared cached blocks */
+	int n_cached;            /* leading positions served by a cache (prefix or connector):
+				  * their rows are never written again */
 	int *blocks;             /* block table */
 	int n_blocks, cap_blocks;
 	uint8_t (*keys)[32];     /* keys of full blocks of all[] */
 	int n_keys, cap_keys;
 	int n_committed;         /* blocks published to the prefix cache */
-	bool stored;             /* connector store done */
+	bool stored;             /* connector store done (or deferred: save_pending) */
+	bool save_pending;       /* store deferred until the request ends (uaf-abort) */
+	bool full_hit;           /* full-hit fault: first token to sample without a forward */
 	bool plp_pending;        /* prompt logprobs still to compute */
 	struct tok_stream ts;
 	uint64_t rng;
@@ -137,6 +141,13 @@ struct engine;
 struct engine *engine_create(struct model *m, const struct engine_config *cfg);
 /* Attach the offload connector (before engine_start); the engine frees it. */
 void engine_set_connector(struct engine *e, struct kv_connector *c);
+/*
+ * The fault table the engine-level faults read (rope-shift, full-hit,
+ * uaf-abort: offload/fault.h); NULL (the default) turns them off. Not owned:
+ * it must outlive the engine (the connector's own table, usually).
+ */
+struct kvo_faults;
+void engine_set_faults(struct engine *e, struct kvo_faults *f);
 /* The engine's KV cache (fault injection sets drop_mask/key_bits before engine_start). */
 struct kvcache *engine_kvcache(struct engine *e);
 /* Starts the engine thread. */

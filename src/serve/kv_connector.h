@@ -12,7 +12,8 @@
  *                                          tokens the tiers hold, a multiple
  *                                          of chunk_size, always < ntok (the
  *                                          last prompt token is computed so
- *                                          that its logits exist)
+ *                                          that its logits exist; the fault
+ *                                          full-hit breaks this on purpose)
  *   got = kvc_load(c, ns, toks, n, view)   copy KV of tokens [0, got) into
  *                                          the view; got <= n; got < n means
  *                                          a tier failed or a chunk was bad:
@@ -20,7 +21,9 @@
  *   ... engine computes the rest ...
  *   kvc_store(c, ns, toks, ntok, view)     after prefill: store every full
  *                                          chunk not yet stored (and the
- *                                          partial tail when save_unfull_chunk)
+ *                                          partial tail when save_unfull_chunk);
+ *                                          with the fault uaf-abort, when the
+ *                                          request ends
  * A connector may be NULL: the engine then skips all three.
  */
 #ifndef KVS_KV_CONNECTOR_H

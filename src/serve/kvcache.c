@@ -213,6 +213,7 @@ int kvcache_alloc(struct kvcache *kc)
 		kc->evictions++;
 	}
 	kc->b[blk].ref = 1;
+	kc->b[blk].gen++;
 	return blk;
 }
 

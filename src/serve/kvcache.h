@@ -43,6 +43,7 @@ struct kvcache_block {
 	int prev, next;   /* free list links, -1 at the ends */
 	int ht_next;      /* hash-table chain */
 	bool in_free;
+	uint32_t gen;     /* times handed out by kvcache_alloc (new contents follow) */
 };
 
 struct kvcache {

@@ -126,8 +126,10 @@ static int offload_hook(struct engine *e, const struct model *m)
 	(void)m;
 	if (kvo_connector_from_flags(&conn) < 0)
 		return -1;
-	if (conn)
+	if (conn) {
 		engine_set_connector(e, conn);
+		engine_set_faults(e, kvo_connector_faults(conn));
+	}
 	return 0;
 }
 

@@ -597,6 +597,22 @@ static void rope(const struct model *m, float *x, int nheads, int pos)
 	}
 }
 
+void model_rope_shift(const struct model *m, float *k, int shift)
+{
+	int hd = m->cfg.head_dim, half = hd / 2, a = shift < 0 ? -shift : shift;
+	assert(a < m->max_pos);
+	const float *cs = m->rope + (size_t)a * (size_t)half * 2;
+	for (int h = 0; h < m->cfg.n_kv_heads; h++) {
+		float *v = k + (size_t)h * (size_t)hd;
+		for (int i = 0; i < half; i++) {
+			float c = cs[2 * i], s = shift < 0 ? -cs[2 * i + 1] : cs[2 * i + 1];
+			float x = v[2 * i], y = v[2 * i + 1];
+			v[2 * i] = x * c - y * s;
+			v[2 * i + 1] = x * s + y * c;
+		}
+	}
+}
+
 struct att_job {
 	struct model *m;
 	const struct model_kv *kv;

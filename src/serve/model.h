@@ -167,6 +167,13 @@ void model_release(struct model *m);
 void model_forward(struct model *m, const struct model_kv *kv, struct model_row *rows, int nrows);
 
 /*
+ * Rotates one cached K row (kv_dim floats, RoPE already applied at its
+ * position p) as if it had been rotated at p + shift: the rotations compose.
+ * |shift| < max_pos. Used by the rope-shift fault (engine.c).
+ */
+void model_rope_shift(const struct model *m, float *k, int shift);
+
+/*
  * Parses an --adapter value "NAME=SEED[,rank=R][,alpha=A]". NAME: 1..63
  * characters of [A-Za-z0-9._:/-]; SEED: a non-negative integer; R in
  * 1..MODEL_ADAPTER_MAX_RANK (default 8); A in (0, 10000] (default R/4). 0, or -1 with a

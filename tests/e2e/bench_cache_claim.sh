@@ -90,30 +90,33 @@ ok "no warm pass: no cache checks"
 "$KVB" bench -u "$URL" --cache-family nope > /dev/null 2>&1; [ $? = 2 ] || fail "--cache-family nope"
 unserve
 
-# a server without /metrics: usage decides (cached 5 -> pass, 0 -> fail)
-for cached in 5 0; do
-	cat > "$T/s$cached.script" <<SCRIPT
-on GET /v1/models
-header Content-Type: application/json
-body {"data":[{"id":"scripted"}]}
-on POST /v1/completions
-header Content-Type: text/event-stream
-send data: {"choices":[{"index":0,"text":"ok","finish_reason":"length"}],"usage":{"prompt_tokens":64,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":$cached}}}\n\n
-send data: [DONE]\n\n
-SCRIPT
-	"$SRV" --port-file "$T/port$cached" --max-seconds 60 "$T/s$cached.script" &
+# a server without /metrics (404): usage decides (cached 5 -> pass, 0 -> fail);
+# a /metrics that resets the connection: a warning, and "not measured" unless usage hits
+for v in 5:404 0:404 5:reset 0:reset; do
+	cached=${v%%:*} how=${v#*:} n=$(echo "$v" | tr : _)
+	{
+		echo 'on GET /v1/models'
+		echo 'header Content-Type: application/json'
+		echo 'body {"data":[{"id":"scripted"}]}'
+		[ "$how" = reset ] && printf 'on GET /metrics\nreset\n'
+		echo 'on POST /v1/completions'
+		echo 'header Content-Type: text/event-stream'
+		echo "send data: {\"choices\":[{\"index\":0,\"text\":\"ok\",\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":64,\"completion_tokens\":1,\"prompt_tokens_details\":{\"cached_tokens\":$cached}}}\\n\\n"
+		echo 'send data: [DONE]\n\n'
+	} > "$T/s$n.script"
+	"$SRV" --port-file "$T/port$n" --max-seconds 60 "$T/s$n.script" &
 	PIDS="$PIDS $!"
-	for _ in $(seq 100); do [ -s "$T/port$cached" ] && break; sleep 0.05; done
-	URL=http://127.0.0.1:$(cat "$T/port$cached")
-	sweep nometrics$cached
-	if [ "$cached" = 5 ]; then
-		[ $RC = 0 ] && check_of nometrics5 cache_path | grep -q '^PASS.*usage' ||
-			fail "404 + usage hits: exit $RC $(check_of nometrics5 cache_path)"
-		ok "no /metrics, usage hits: $(check_of nometrics5 cache_path)"
-	else
-		[ $RC = 1 ] && check_of nometrics0 cache_path | grep -q '^FAIL.*never exercised' ||
-			fail "404 + no usage hits: exit $RC $(check_of nometrics0 cache_path)"
-		ok "no /metrics, no usage hits: $(check_of nometrics0 cache_path)"
-	fi
+	for _ in $(seq 100); do [ -s "$T/port$n" ] && break; sleep 0.05; done
+	URL=http://127.0.0.1:$(cat "$T/port$n")
+	sweep m$n
+	line=$(check_of m$n cache_path)
+	case $v in
+	5:404) [ $RC = 0 ] && echo "$line" | grep -q '^PASS.*usage' ;;
+	0:404) [ $RC = 1 ] && echo "$line" | grep -q '^FAIL.*never exercised.*no /metrics: http 404' ;;
+	5:reset) [ $RC = 0 ] && echo "$line" | grep -q '^PASS.*usage' &&
+		grep -q 'warning: bench: /metrics not read' "$T/m$n.out" ;;
+	0:reset) [ $RC = 1 ] && echo "$line" | grep -q '^FAIL.*not measured: /metrics not read' ;;
+	esac || fail "/metrics $how, usage cached $cached: exit $RC: $line $(grep -i warn "$T/m$n.out")"
+	ok "/metrics $how, usage cached $cached: $line"
 done
 echo PASS

@@ -228,7 +228,8 @@ def usage_errors():
         (["serve", "--port", "0", "--kv-remote-url", "lm://127.0.0.1:1"], "scheme 'lm'"),
         (["serve", "--port", "0", "--kv-config", cfg], "bad.yaml:3: unknown key 'foo'"),
         (["serve", "--port", "0", "--kv-fault", "bitflip:7"], "probability"),
-        (["serve", "--port", "0", "--kv-fault", "rope-shift"], "not implemented"),
+        (["serve", "--port", "0", "--kv-fault", "rope-shift:0"], "non-zero shift"),
+        (["serve", "--port", "0", "--kv-fault", "race:0"], "milliseconds"),
         (["cache", "--bogus"], "--bogus"),
     ]
     for args, want in cases:

@@ -106,6 +106,19 @@ static void test_counters_and_checks(void **state)
 	/* a baseline makes no claim */
 	kvb_check_cache_path(&d, NULL, -1, false, &c);
 	assert_true(c.passed);
+	/* an idle vllm external family (no connector) gives way to a queried one */
+	memset(&d, 0, sizeof(d));
+	d.present[KVB_CF_VLLM_EXTERNAL] = d.present[KVB_CF_VLLM_APC] = true;
+	d.hits[KVB_CF_VLLM_APC] = 32;
+	d.queries[KVB_CF_VLLM_APC] = 64;
+	assert_int_equal(kvb_cache_pick(&d, NULL), KVB_CF_VLLM_APC);
+	kvb_check_cache_path(&d, NULL, -1, true, &c);
+	assert_true(c.passed);
+	/* ... but not when it was queried and missed: that is the layer claimed */
+	d.queries[KVB_CF_VLLM_EXTERNAL] = 64;
+	assert_int_equal(kvb_cache_pick(&d, NULL), KVB_CF_VLLM_EXTERNAL);
+	kvb_check_cache_path(&d, NULL, -1, true, &c);
+	assert_false(c.passed);
 	/* usage cached_tokens can prove the path when counters cannot */
 	memset(&d, 0, sizeof(d));
 	kvb_check_cache_path(&d, NULL, 64, true, &c);

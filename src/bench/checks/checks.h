@@ -405,7 +405,9 @@ void kvb_cache_counters_diff(const struct kvb_cache_counters *before,
 			     struct kvb_cache_counters *delta);
 /* The family the verdict uses: `which` names one ("lmcache", "apc", ...),
  * or NULL/"auto" = the first present of external layer families (lmcache,
- * pegaflow, vllm external), else apc, else sglang. KVB_CF_COUNT: none. */
+ * pegaflow, vllm external), else apc, else sglang; vllm external is passed
+ * over when it saw no queries but another family did (an engine without a
+ * connector may export it at 0). KVB_CF_COUNT: none. */
 enum kvb_cache_family kvb_cache_pick(const struct kvb_cache_counters *c, const char *which);
 
 /*

@@ -324,9 +324,20 @@ enum kvb_cache_family kvb_cache_pick(const struct kvb_cache_counters *c, const c
 				return c->present[f] ? (enum kvb_cache_family)f : KVB_CF_COUNT;
 		return KVB_CF_COUNT;
 	}
-	for (size_t i = 0; i < KV_ARRAY_SIZE(order); i++)
-		if (c->present[order[i]])
-			return order[i];
+	/* vllm:external_prefix_cache_* may be exported (at 0) by an engine
+	 * without a connector: when nothing queried it and another family was
+	 * queried, it is not the layer in use */
+	bool other_queried = false;
+	for (int f = 0; f < KVB_CF_COUNT; f++)
+		other_queried |= f != KVB_CF_VLLM_EXTERNAL && c->present[f] && c->queries[f] > 0;
+	for (size_t i = 0; i < KV_ARRAY_SIZE(order); i++) {
+		enum kvb_cache_family f = order[i];
+		if (!c->present[f])
+			continue;
+		if (f == KVB_CF_VLLM_EXTERNAL && !(c->queries[f] > 0) && other_queried)
+			continue;
+		return f;
+	}
 	return KVB_CF_COUNT;
 }
 

@@ -383,6 +383,10 @@ static int opt_cb(const struct kv_opt *o, const char *arg, void *ctx)
 	else if (!strcmp(n, "kv-fault")) {
 		struct kvo_faults tmp;
 		char *err = NULL;
+		if (!strcmp(arg, "list")) {
+			kvo_faults_markdown(stdout);
+			exit(0);
+		}
 		kvo_faults_init(&tmp, 0);
 		if (kvo_faults_add(&tmp, arg, &err) < 0) {
 			kv_error("%s", err);
@@ -418,7 +422,7 @@ static const struct kv_opt kvo_opts[] = {
 	KV_OPT_CALLBACK(0, "kv-remote-timeout", "SEC", opt_cb,
 			"connect and exchange timeout of the remote tier, seconds (1.0)"),
 	KV_OPT_CALLBACK(0, "kv-fault", "TYPE[:ARG]", opt_cb,
-			"inject a fault (repeatable; types in docs/offload.md); off by default"),
+			"inject a fault (repeatable; `--kv-fault list` prints the types); off by default"),
 };
 
 size_t kvo_opts_copy(struct kv_opt *dst, size_t cap)

@@ -48,6 +48,14 @@ struct tier_m {
 	struct hist load, store;
 };
 
+/* race: a CPU-tier entry whose bytes have not landed yet */
+struct pending_write {
+	struct kvo_key key;
+	uint8_t *blob;       /* the bytes that will land */
+	size_t len;
+	uint64_t due_ns;
+};
+
 struct conn {
 	struct kv_connector base;
 	struct kvo_config cfg;
@@ -58,6 +66,8 @@ struct conn {
 	uint64_t lookup_requests, requested_tokens, lookup_hit_tokens, miss_tokens;
 	uint64_t load_requests, retrieved_tokens, stored_tokens, store_requests;
 	uint64_t verify_errors, promotions, remote_budget_skips;
+	struct pending_write *pw; /* race fault (engine thread only) */
+	int n_pw, cap_pw;
 };
 
 static void add(uint64_t *c, uint64_t n)
@@ -68,6 +78,57 @@ static void add(uint64_t *c, uint64_t n)
 static uint64_t get(const uint64_t *c)
 {
 	return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
+
+/*
+ * race: writes the bytes of CPU-tier entries whose delay is over (all of
+ * them when all), into the entry that the index already published.
+ */
+static void land_writes(struct conn *c, bool all)
+{
+	uint64_t now = kv_now_ns();
+	for (int i = 0; i < c->n_pw;) {
+		struct pending_write *w = &c->pw[i];
+		if (!all && now < w->due_ns) {
+			i++;
+			continue;
+		}
+		struct kvo_lru_ent *e = c->cpu ? kvo_lru_get(c->cpu, &w->key) : NULL;
+		if (e && e->data && e->size == w->len)
+			memcpy(e->data, w->blob, w->len);
+		if (e)
+			kvo_lru_put_ref(c->cpu, e);
+		free(w->blob);
+		c->pw[i] = c->pw[--c->n_pw];
+	}
+}
+
+static bool write_pending(const struct conn *c, const struct kvo_key *k)
+{
+	for (int i = 0; i < c->n_pw; i++)
+		if (!memcmp(c->pw[i].key.b, k->b, 32))
+			return true;
+	return false;
+}
+
+/*
+ * race: the copy published in the index now: header and token ids, the KV
+ * payload not written yet (zeros); the real bytes land due ms later.
+ */
+static uint8_t *publish_early(struct conn *c, const struct kvo_key *k, uint8_t *blob, size_t len,
+			      int ntok)
+{
+	size_t head = KVO_HDR_BYTES + 4 * (size_t)ntok;
+	uint8_t *pub = xcalloc(1, len);
+	memcpy(pub, blob, KV_MIN(head, len));
+	if (c->n_pw == c->cap_pw) {
+		c->cap_pw = c->cap_pw ? 2 * c->cap_pw : 16;
+		c->pw = xrealloc(c->pw, (size_t)c->cap_pw * sizeof(*c->pw));
+	}
+	c->pw[c->n_pw++] = (struct pending_write){
+		*k, blob, len, kv_now_ns() + (uint64_t)c->cfg.faults.arg[KVO_F_RACE] * 1000000ull
+	};
+	return pub;
 }
 
 /* Keys of the first nch chunks for encoding e (faults KEY stage applied). */
@@ -122,9 +183,12 @@ static int c_lookup(struct kv_connector *kc, const struct kv_namespace *ns,
 
 	add(&c->lookup_requests, 1);
 	add(&c->requested_tokens, (uint64_t)KV_MAX(ntok, 0));
+	land_writes(c, false);
 	if (ntok <= 1)
 		return 0;
-	maxc = (ntok - 1) / cs; /* the last prompt token is always computed */
+	/* the last prompt token is always computed; full-hit offers the whole
+	 * prompt and the engine forgets to hold the last token back */
+	maxc = c->cfg.faults.on[KVO_F_FULL_HIT] ? ntok / cs : (ntok - 1) / cs;
 	if (!maxc)
 		return 0;
 	k = xmalloc((size_t)maxc * sizeof(*k));
@@ -279,6 +343,7 @@ static int c_load(struct kv_connector *kc, const struct kv_namespace *ns,
 	uint64_t t_call = kv_now_ns();
 
 	add(&c->load_requests, 1);
+	land_writes(c, false);
 	if (nch <= 0)
 		return 0;
 	if (F->on[KVO_F_DELAY]) {
@@ -305,6 +370,8 @@ static int c_load(struct kv_connector *kc, const struct kv_namespace *ns,
 
 		if (tier < 0)
 			break;
+		if (tier == T_CPU && c->n_pw && write_pending(c, &k[i]))
+			kvo_fault_count(F, KVO_F_RACE); /* reads bytes not written yet */
 		if (c->cpu && kvo_fault_fires(F, KVO_F_WRONG_KEY)) {
 			struct kvo_lru_ent *e = kvo_lru_get_other(c->cpu, &k[i], kvo_fault_rand(F));
 			if (e) {
@@ -388,6 +455,7 @@ static void c_store(struct kv_connector *kc, const struct kv_namespace *ns,
 	uint64_t t_call = kv_now_ns();
 
 	add(&c->store_requests, 1);
+	land_writes(c, false);
 	if (nch <= 0)
 		return;
 	k = xmalloc((size_t)nch * sizeof(*k));
@@ -451,6 +519,8 @@ static void c_store(struct kv_connector *kc, const struct kv_namespace *ns,
 		}
 		if (need_cpu) {
 			uint64_t t1 = kv_now_ns();
+			if (c->cfg.faults.on[KVO_F_RACE])
+				blob = publish_early(c, &k[i], blob, blen, len);
 			if (kvo_lru_insert(c->cpu, &k[i], blob, blen) == 0) {
 				add(&c->t[T_CPU].stored_chunks, 1);
 				add(&c->t[T_CPU].stored_bytes, blen);
@@ -592,6 +662,8 @@ static void c_free(struct kv_connector *kc)
 	if (!kc)
 		return;
 	c = kc->priv;
+	land_writes(c, true);
+	free(c->pw);
 	kvo_lru_free(c->cpu);
 	kvo_disk_close(c->disk);
 	kvo_remote_free(c->remote);

@@ -31,12 +31,19 @@ const struct kvo_fault_type kvo_fault_types[KVO_F_COUNT] = {
 			    "load K rows into V and V rows into K" },
 	[KVO_F_LAYER_SHIFT] = { "layer-shift", "L", KVO_FA_INT, KVO_FS_DECODE, true,
 				"load layer l's KV into layer l+ARG (default 1)" },
-	[KVO_F_ROPE_SHIFT] = { "rope-shift", "P", KVO_FA_INT, KVO_FS_DECODE, false,
-			       "reserved: needs the engine's RoPE layout (not at the connector)" },
+	[KVO_F_ROPE_SHIFT] = { "rope-shift", "P", KVO_FA_INT, KVO_FS_ENGINE, true,
+			       "re-rotate loaded K rows as if at position p+ARG (default 1); V unchanged" },
 	[KVO_F_POISON] = { "poison", "F", KVO_FA_PROB, KVO_FS_DECODE, true,
 			   "report the load as done but leave the rows zeroed" },
 	[KVO_F_LOSSY] = { "lossy", "Q", KVO_FA_PROB, KVO_FS_DECODE, true,
 			  "quantize loaded values to int8 without scales (round, clamp +-127)" },
+	[KVO_F_FULL_HIT] = { "full-hit", "B", KVO_FA_PROB, KVO_FS_ENGINE, true,
+			     "whole prompt cached: load it all, sample token 1 from uncomputed logits" },
+	[KVO_F_RACE] = { "race", "R", KVO_FA_MS, KVO_FS_STORE, true,
+			 "CPU tier indexes a stored chunk ARG ms (200) before its bytes land",
+			 200 },
+	[KVO_F_UAF_ABORT] = { "uaf-abort", "E", KVO_FA_PROB, KVO_FS_ENGINE, true,
+			      "deferred save of an aborted request reads its freed, reused blocks" },
 };
 
 void kvo_faults_init(struct kvo_faults *f, uint64_t seed)
@@ -67,7 +74,7 @@ int kvo_faults_add(struct kvo_faults *f, const char *spec, char **err)
 		return -1;
 	}
 	if (!kvo_fault_types[id].implemented) {
-		*err = xasprintf("--kv-fault: '%s' is not implemented at the connector",
+		*err = xasprintf("--kv-fault: '%s' is not implemented",
 				 kvo_fault_types[id].name);
 		return -1;
 	}
@@ -85,7 +92,7 @@ int kvo_faults_add(struct kvo_faults *f, const char *spec, char **err)
 		break;
 	}
 	case KVO_FA_MS:
-		val = 100;
+		val = kvo_fault_types[id].def ? kvo_fault_types[id].def : 100;
 		if (arg && kv_parse_i64(arg, 1, 60000, &val) < 0) {
 			*err = xasprintf("--kv-fault: %s: expected milliseconds in 1..60000, got '%s'",
 					 kvo_fault_types[id].name, arg);
@@ -189,9 +196,18 @@ void kvo_faults_metrics(struct kvo_faults *f, struct kv_buf *out)
 void kvo_faults_markdown(FILE *out)
 {
 	static const char *const args[] = { "P (0..1]", "MS", "BITS", "DIM", "K" };
-	fprintf(out, "| type | class | argument | implemented | what it does |\n|---|---|---|---|---|\n");
-	for (int i = 0; i < KVO_F_COUNT; i++)
-		fprintf(out, "| %s | %s | %s | %s | %s |\n", kvo_fault_types[i].name,
-			kvo_fault_types[i].cls, args[kvo_fault_types[i].arg],
-			kvo_fault_types[i].implemented ? "yes" : "no", kvo_fault_types[i].help);
+	static const char *const stages[] = { "KEY", "FETCH", "DECODE", "POST", "STORE", "ENGINE" };
+	fprintf(out, "| type | class | argument | stage | implemented | what it does |\n"
+		     "|---|---|---|---|---|---|\n");
+	for (int i = 0; i < KVO_F_COUNT; i++) {
+		const struct kvo_fault_type *t = &kvo_fault_types[i];
+		fprintf(out, "| %s | %s | %s | %s | %s | ", t->name, t->cls, args[t->arg],
+			stages[t->stage], t->implemented ? "yes" : "no");
+		for (const char *p = t->help; *p; p++) {
+			if (*p == '|') /* a bare '|' would end the cell */
+				fputc('\\', out);
+			fputc(*p, out);
+		}
+		fputs(" |\n", out);
+	}
 }

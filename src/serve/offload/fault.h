@@ -13,6 +13,10 @@
  *   FETCH   which stored object is used (wrong-key, truncate)
  *   DECODE  how the object is written into the view (offset, swap-kv, ...)
  *   POST    on the KV after it is written (bitflip, zero-tail) or on timing
+ *   STORE   how a stored chunk reaches the CPU tier (race)
+ *   ENGINE  in the engine around the connector calls (engine.c: rope-shift,
+ *           full-hit, uaf-abort); the engine gets the table through
+ *           engine_set_faults()
  */
 #ifndef KVO_FAULT_H
 #define KVO_FAULT_H
@@ -35,6 +39,9 @@ enum kvo_fault_id {
 	KVO_F_ROPE_SHIFT,
 	KVO_F_POISON,
 	KVO_F_LOSSY,
+	KVO_F_FULL_HIT,
+	KVO_F_RACE,
+	KVO_F_UAF_ABORT,
 	KVO_F_COUNT
 };
 
@@ -46,7 +53,8 @@ enum kvo_fault_arg {
 	KVO_FA_INT,   /* a signed shift, default 1 */
 };
 
-enum kvo_fault_stage { KVO_FS_KEY, KVO_FS_FETCH, KVO_FS_DECODE, KVO_FS_POST };
+enum kvo_fault_stage { KVO_FS_KEY, KVO_FS_FETCH, KVO_FS_DECODE, KVO_FS_POST, KVO_FS_STORE,
+		       KVO_FS_ENGINE };
 
 struct kvo_fault_type {
 	const char *name;
@@ -55,6 +63,7 @@ struct kvo_fault_type {
 	enum kvo_fault_stage stage;
 	bool implemented;     /* false: reserved row, --kv-fault rejects it */
 	const char *help;
+	int64_t def;          /* default argument; 0: the kind's default */
 };
 
 extern const struct kvo_fault_type kvo_fault_types[KVO_F_COUNT];
