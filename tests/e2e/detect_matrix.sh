@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reduced detection matrix (issue 9): `kvbench run examples/faults.yaml --tag reduced`
-# (one fault per class kvserve imitates, the never-exercised rows, clean rows) and, from
+# (one fault per class kvserve imitates, connector and engine faults, the
+# never-exercised rows, clean rows) and, from
 # the run folder's matrix.csv, every fault row is detected and every clean row passes.
 # Under a sanitizer build (KV_SANITIZED=1) the clean rows run once and without
 # streaming (docs/DETECTION.md: streamed echo text under ASan).
@@ -27,6 +28,7 @@ assert len(js) == len(rows), "matrix.json and matrix.csv disagree"
 bad = 0
 want_detect = {"bitflip": "R/E", "truncate": "F", "wrong-key": "K2", "stale": "S",
                "salt": "K1", "offset": "B", "zero-tail": "B", "swap-kv": "L", "lossy": "Q",
+               "race": "R", "uaf-abort": "E", "rope-shift": "P",
                "never-noconn": "-", "never-exercised": "-"}
 by = {r["test"]: r for r in rows}
 for t, cls in want_detect.items():
@@ -45,7 +47,7 @@ for t in ("bitflip", "offset", "lossy"):
     if "identity" not in by[t]["detecting_checks"] or by[t]["first_detected_request"] == "":
         print("FAIL %s: identity did not flag a request" % t); bad += 1
 clean = [r for r in rows if r["expect"] == "pass"]
-if len(clean) < 5:
+if len(clean) < 7:
     print("FAIL only %d clean rows" % len(clean)); bad += 1
 for r in clean:
     if r["verdict"] != "pass" or r["detected_runs"] != "0":
