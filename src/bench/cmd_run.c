@@ -642,6 +642,7 @@ int cmd_run(int argc, char **argv)
 			tr->verdict = worst;
 			if (interrupted && worst != KVB_V_ERROR)
 				tr->verdict = KVB_V_INTERRUPTED;
+			tr->expect_detect = kvb_suite_test_is_matrix(t) && t->expect_detect;
 			if (kvb_suite_test_is_matrix(t) && tr->verdict != KVB_V_INTERRUPTED) {
 				struct kvb_matrix_row *row = &rows[n_rows - 1];
 				tr->verdict = kvb_matrix_finish(row);

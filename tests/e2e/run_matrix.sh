@@ -36,6 +36,17 @@ grep -q '^row-detected,none (never exercised),-,sweep (ttft-sweep),4,1,detect,1,
 grep -q '^row-missed,none (clean connector),B,sweep (ttft-sweep),4,1,detect,0,,,missed,' "$M" || fail "missed row: $(cat "$M")"
 grep -q '^row-clean,,-,sweep (ttft-sweep),8,2,pass,0,,,pass,' "$M" || fail "clean row: $(cat "$M")"
 grep -q '"verdict": "missed"' "$R/matrix.json" || fail "matrix.json"
+# junit: a detected row's failing checks are its wanted outcome; a missed row fails its detection case
+python3 - "$R/junit.xml" <<'PY' || fail "junit.xml (above)"
+import sys, xml.dom.minidom as m
+d = m.parse(sys.argv[1])
+suites = {s.getAttribute("name"): s for s in d.getElementsByTagName("testsuite")}
+def fails(s):
+    return [c.getAttribute("name") for c in s.getElementsByTagName("testcase") if c.getElementsByTagName("failure")]
+assert fails(suites["row-detected"]) == [], fails(suites["row-detected"])
+assert fails(suites["row-missed"]) == ["detection"], fails(suites["row-missed"])
+assert fails(suites["never-exercised"]) == ["cache_path.never"], fails(suites["never-exercised"])
+PY
 grep -q '<section id="matrix"><h2>Detection matrix</h2>' "$R/report.html" || fail "no matrix table in report.html"
 grep -q '<td class="FAIL">missed</td>' "$R/report.html" || fail "missed row not marked in the report"
 ls "$R"/*.tmp* 2>/dev/null && fail "temporary files left"

@@ -202,9 +202,14 @@ static char *junit_xml(const struct kvb_suite_result *r)
 		}
 		for (size_t k = 0; k < t->n_checks; k++) {
 			total++;
-			fail += t->checks[k].verdict == KVB_V_FAIL;
+			fail += t->checks[k].verdict == KVB_V_FAIL && !t->expect_detect;
 			err += t->checks[k].verdict == KVB_V_ERROR;
 			skip += t->checks[k].verdict == KVB_V_SKIPPED;
+		}
+		if (t->expect_detect && t->n_checks && t->verdict != KVB_V_ERROR &&
+		    t->verdict != KVB_V_INTERRUPTED && t->verdict != KVB_V_PENDING) {
+			total++;
+			fail += t->verdict == KVB_V_FAIL;
 		}
 	}
 	kv_buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites");
@@ -217,6 +222,7 @@ static char *junit_xml(const struct kvb_suite_result *r)
 		char *cls = xasprintf("%s.%s", r->suite ? r->suite : "kvbench", t->name);
 		bool run_case = !t->n_checks || t->verdict == KVB_V_ERROR ||
 				t->verdict == KVB_V_INTERRUPTED || t->verdict == KVB_V_PENDING;
+		bool det_case = t->expect_detect && !run_case;
 
 		if (run_case) {
 			tt++;
@@ -225,9 +231,13 @@ static char *junit_xml(const struct kvb_suite_result *r)
 		}
 		for (size_t k = 0; k < t->n_checks; k++) {
 			tt++;
-			tf += t->checks[k].verdict == KVB_V_FAIL;
+			tf += t->checks[k].verdict == KVB_V_FAIL && !t->expect_detect;
 			te += t->checks[k].verdict == KVB_V_ERROR;
 			ts += t->checks[k].verdict == KVB_V_SKIPPED;
+		}
+		if (det_case) {
+			tt++;
+			tf += t->verdict == KVB_V_FAIL;
 		}
 		kv_buf_puts(&b, "  <testsuite");
 		xml_attr(&b, "name", t->name);
@@ -240,6 +250,10 @@ static char *junit_xml(const struct kvb_suite_result *r)
 				   t->verdict == KVB_V_PENDING ? "not run" : kvb_verdict_name(t->verdict),
 				   t->reason, t->duration_s);
 		}
+		if (det_case) /* expect: detect: detected passes, missed fails */
+			junit_case(&b, cls, "detection", t->verdict == KVB_V_PASS ? KVB_V_PASS : KVB_V_FAIL,
+				   t->reason ? t->reason : kvb_verdict_name(t->verdict), t->reason,
+				   t->duration_s);
 		for (size_t k = 0; k < t->n_checks; k++) {
 			const struct kvb_check_result *c = &t->checks[k];
 			struct kv_buf m = KV_BUF_INIT(0);
@@ -251,7 +265,10 @@ static char *junit_xml(const struct kvb_suite_result *r)
 			if (*c->reason)
 				kv_buf_printf(&m, ": %s", c->reason);
 			msg = kv_buf_detach(&m, NULL);
-			junit_case(&b, cls, c->name, c->verdict, msg, msg, 0);
+			/* a detecting check of an expect: detect row is the wanted outcome */
+			junit_case(&b, cls, c->name,
+				   t->expect_detect && c->verdict == KVB_V_FAIL ? KVB_V_PASS : c->verdict,
+				   msg, msg, 0);
 			free(msg);
 		}
 		kv_buf_puts(&b, "  </testsuite>\n");

@@ -44,6 +44,9 @@ struct kvb_test_result {
 	double duration_s;
 	struct kvb_check_result *checks;
 	size_t n_checks;
+	bool expect_detect;       /* a matrix row with expect: detect: its failing checks
+				     are detections; junit.xml adds a "detection" case with
+				     the row's verdict and reports those checks as passed */
 };
 
 struct kvb_suite_result {
