@@ -281,9 +281,9 @@ static long count_requests(const char *dir, const char *engine)
 	char *path = xasprintf("%s/outputs.jsonl", dir);
 	struct kvb_outputs o = { 0 };
 	long n = -1;
-	int fd_err = access(path, R_OK);
 
-	if (!fd_err && kvb_outputs_load(path, &o) == 0) {
+	/* a run that never started has no outputs.jsonl: unknown, not an error */
+	if (access(path, R_OK) == 0 && kvb_outputs_load(path, &o) == 0) {
 		n = 0;
 		for (size_t i = 0; i < o.n; i++)
 			n += !strcmp(o.v[i].engine_id, engine) && !o.v[i].warmup;
