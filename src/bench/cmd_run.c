@@ -217,6 +217,32 @@ static void print_verdict(const struct kvb_suite_result *r, const char *dir)
 	fflush(stdout);
 }
 
+/*
+ * An engine started late (before the first test that needs it) gets its free
+ * port again just before it starts: the one picked at the start of the run
+ * may have been taken since (client connections use the same range). It
+ * must differ from the ports of the engines that are running.
+ */
+static int refresh_port(struct kvb_engine *v, size_t n, struct kvb_engine *e,
+			const struct kvb_suite *s, const char *log_dir)
+{
+	const struct kvb_suite_engine *cfg = e->cfg;
+
+	if (!e->argv || !cfg || cfg->port || e->started_ns)
+		return 0; /* fixed port, url, or started before: keep it */
+	for (int tries = 0; tries < 20; tries++) {
+		bool clash = false;
+		kvb_engine_release(e);
+		if (kvb_engine_prepare(e, cfg, s, log_dir, 0) < 0)
+			return -1;
+		for (size_t j = 0; j < n; j++)
+			clash |= &v[j] != e && v[j].argv && v[j].port == e->port;
+		if (!clash)
+			return 0;
+	}
+	return 0; /* after 20 tries: start with the last, a clash shows in its log */
+}
+
 /* Starts one engine and waits until it is ready; failures are printed and
  * marked on the engine (start_failed, pgid -1 for "never ready"). false when
  * it failed. */
@@ -535,9 +561,17 @@ int cmd_run(int argc, char **argv)
 			tr->reason = xstrdup("not run: the run was interrupted");
 			continue;
 		}
-		for (size_t j = 0; j < n_eng && !interrupted; j++)
-			if (first_use[j] == this_ti && !start_engine(&eng[j]))
+		for (size_t j = 0; j < n_eng && !interrupted; j++) {
+			if (first_use[j] != this_ti)
+				continue;
+			if (this_ti > 0 && refresh_port(eng, n_eng, &eng[j], &s, log_dir) < 0) {
+				eng[j].start_failed = true;
 				engine_failed = true;
+				continue;
+			}
+			if (!start_engine(&eng[j]))
+				engine_failed = true;
+		}
 		if (kvb_suite_test_is_matrix(t))
 			kvb_matrix_row_init(&rows[n_rows++], &s, t);
 		te = xcalloc(t->n_engines, sizeof(*te));
