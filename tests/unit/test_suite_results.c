@@ -366,6 +366,97 @@ static void test_output_checks(void **state)
 	rm_rf(dir);
 }
 
+
+/* implicit cache_path / silent_miss of a claiming engine and explicit
+   cache_path, from /metrics snapshots (Prometheus text) */
+static void test_metrics_checks(void **state)
+{
+	char *engines[] = { "ref", "f", "g", NULL };
+	struct kvb_suite_check checks[2] = { { 0 }, { 0 } };
+	char *f_text[3] = {
+		"lmcache:num_hit_tokens_total 0\nlmcache:num_requested_tokens_total 0\n"
+		"lmcache:num_stored_tokens_total 0\n",
+		"lmcache:num_hit_tokens_total 0\nlmcache:num_requested_tokens_total 100\n"
+		"lmcache:num_stored_tokens_total 96\n",
+		"lmcache:num_hit_tokens_total 0\nlmcache:num_requested_tokens_total 200\n"
+		"lmcache:num_stored_tokens_total 192\n",
+	};
+	char *g_text[3] = {
+		"lmcache:num_hit_tokens_total 0\nlmcache:num_requested_tokens_total 0\n",
+		"lmcache:num_hit_tokens_total 0\nlmcache:num_requested_tokens_total 100\n",
+		NULL, /* the engine's /metrics could not be read after the test */
+	};
+	struct kvb_exp_snap snaps[2] = {
+		{ .engine = "f", .claims = true, .text = f_text, .n_passes = 2 },
+		{ .engine = "g", .claims = false, .text = g_text, .n_passes = 2 },
+	};
+	struct kvb_suite_test t = { 0 };
+	struct kvb_test_result r = { 0 };
+	const char *skipped[] = { NULL };
+	(void)state;
+
+	checks[0].type = KVB_CHECK_CACHE_PATH;
+	checks[0].name = "cache_path.g";
+	checks[0].engine = "g";
+	checks[0].pass = 0;
+	checks[0].baseline_pass = -1;
+	checks[1] = checks[0];
+	checks[1].name = "cache_path.g.last";
+	checks[1].pass = -1;
+	t.name = "t";
+	t.engines = engines;
+	t.n_engines = 3;
+	t.passes = 2;
+	t.claims_reuse = true;
+	t.checks = checks;
+	t.n_checks = 2;
+	kvb_exp_checks_snap(&t, "[]", skipped, "/nonexistent", snaps, 2, &r);
+	assert_int_equal(r.n_checks, 4);
+	/* explicit, pass 0 of g: no hit in lmcache counters */
+	assert_string_equal(r.checks[0].name, "cache_path.g");
+	assert_int_equal(r.checks[0].verdict, KVB_V_FAIL);
+	assert_non_null(strstr(r.checks[0].reason, "cache path never exercised"));
+	assert_non_null(strstr(r.checks[0].reason, "g, pass 0: "));
+	/* explicit, last pass of g: /metrics not read afterwards: an error, never a pass */
+	assert_int_equal(r.checks[1].verdict, KVB_V_ERROR);
+	/* implicit on the claiming engine f, over the last pass: stores grew, no hit */
+	assert_string_equal(r.checks[2].name, "cache_path.f");
+	assert_int_equal(r.checks[2].verdict, KVB_V_FAIL);
+	assert_non_null(strstr(r.checks[2].reason, "f, pass 1: cache path never exercised"));
+	assert_string_equal(r.checks[3].name, "silent_miss.f");
+	assert_int_equal(r.checks[3].verdict, KVB_V_FAIL);
+	assert_true(r.checks[3].figure == 96);
+	for (size_t i = 0; i < r.n_checks; i++) {
+		free(r.checks[i].name);
+		free(r.checks[i].unit);
+		free(r.checks[i].reason);
+	}
+	free(r.checks);
+	memset(&r, 0, sizeof(r));
+
+	/* hits in the last pass of f: the path is proven, no silent miss */
+	f_text[2] = "lmcache:num_hit_tokens_total 48\nlmcache:num_requested_tokens_total 200\n"
+		    "lmcache:num_stored_tokens_total 192\n";
+	t.n_checks = 0;
+	kvb_exp_checks_snap(&t, "[]", skipped, "/nonexistent", snaps, 2, &r);
+	assert_int_equal(r.n_checks, 2);
+	assert_int_equal(r.checks[0].verdict, KVB_V_PASS);
+	assert_true(r.checks[0].figure == 48);
+	assert_int_equal(r.checks[1].verdict, KVB_V_PASS);
+	for (size_t i = 0; i < r.n_checks; i++) {
+		free(r.checks[i].name);
+		free(r.checks[i].unit);
+		free(r.checks[i].reason);
+	}
+	free(r.checks);
+	memset(&r, 0, sizeof(r));
+	/* an engine that makes no claim in this test (claims_reuse: false): no implicit check */
+	snaps[0].claims = false;
+	kvb_exp_checks_snap(&t, "[]", skipped, "/nonexistent", snaps, 2, &r);
+	assert_int_equal(r.n_checks, 0);
+	free(r.checks);
+}
+
 /* ---- the detection matrix: rows, verdicts, matrix.csv / matrix.json ---- */
 
 static void add_check(struct kvb_test_result *r, const char *name, enum kvb_verdict v, long first)
@@ -507,6 +598,7 @@ int main(void)
 		cmocka_unit_test(test_verdicts_and_files),
 		cmocka_unit_test(test_checks),
 		cmocka_unit_test(test_output_checks),
+		cmocka_unit_test(test_metrics_checks),
 		cmocka_unit_test(test_matrix),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
