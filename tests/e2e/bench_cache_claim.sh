@@ -8,34 +8,9 @@
 # - the same with --no-claim-reuse: pass (a baseline engine);
 # - a server without /metrics (404): the verdict rests on usage;
 # - a workload without warm passes: no cache checks.
-set -u
-: "${KV_BUILD:?}"
-KVB=$KV_BUILD/kvbench
-KVS=$KV_BUILD/kvserve
+E2E_PREFIX=kvb_claim
+. "$(dirname "$0")/lib/kvserve_procs.bash"
 SRV=$KV_BUILD/tests/kvb_script_server
-T=$(mktemp -d "${TMPDIR:-/tmp}/kvb_claim.XXXXXX")
-PIDS=""
-cleanup() {
-	for p in $PIDS; do kill "$p" 2>/dev/null; done
-	for p in $PIDS; do wait "$p" 2>/dev/null; done
-	rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "ok   $*"; }
-
-serve() {
-	local name=$1 log=$T/$1.log
-	shift
-	"$KVS" --model kv-tiny --port 0 --threads 1 "$@" > "$log" 2>&1 &
-	PID=$!
-	PIDS="$PIDS $PID"
-	for _ in $(seq 200); do grep -qs 'serving .* on http://' "$log" && break; sleep 0.05; done
-	URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$log" | head -1)
-	[ -n "$URL" ] || fail "kvserve $name did not start: $(cat "$log")"
-}
-unserve() { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; }
 
 # sweep NAME ARGS...: a small ttft-sweep (cold + warm); exit status in $RC
 sweep() {

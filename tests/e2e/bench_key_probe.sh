@@ -6,34 +6,8 @@
 # - key-probe by model over an adapter: clean, then drop-key:adapter fails;
 # - --abort-every: the aborted requests are recorded "aborted", the run
 #   exits 0, and a cold/warm check of the run pairs the victims only.
-set -u
-: "${KV_BUILD:?}"
-KVB=$KV_BUILD/kvbench
-KVS=$KV_BUILD/kvserve
-T=$(mktemp -d "${TMPDIR:-/tmp}/kvb_probe.XXXXXX")
-PIDS=""
-cleanup() {
-	for p in $PIDS; do kill "$p" 2>/dev/null; done
-	for p in $PIDS; do wait "$p" 2>/dev/null; done
-	rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "ok   $*"; }
-
-# serve NAME ARGS...: kvserve on a free port; URL in $URL
-serve() {
-	local name=$1 log=$T/$1.log
-	shift
-	"$KVS" --model kv-tiny --port 0 --threads 1 "$@" > "$log" 2>&1 &
-	PID=$!
-	PIDS="$PIDS $PID"
-	for _ in $(seq 200); do grep -qs 'serving .* on http://' "$log" && break; sleep 0.05; done
-	URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$log" | head -1)
-	[ -n "$URL" ] || fail "kvserve $name did not start: $(cat "$log")"
-}
-unserve() { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; }
+E2E_PREFIX=kvb_probe
+. "$(dirname "$0")/lib/kvserve_procs.bash"
 
 # probe NAME ARGS...: a key-probe run between two /metrics snapshots, then
 # the check; its exit status in $RC, its output in $T/NAME.check

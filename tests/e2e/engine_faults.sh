@@ -6,48 +6,10 @@
 # for race, the fault on but requests far apart) must exit 0.
 # kvserve binds 127.0.0.1 only; every process started here is killed on exit.
 # ENGINE_FAULTS_OUT=DIR keeps every run's outputs, /metrics and check.txt in DIR.
-set -u
-: "${KV_BUILD:?KV_BUILD must point at the build folder}"
-KVS=$KV_BUILD/kvserve
-KVB=$KV_BUILD/kvbench
-T=$(mktemp -d "${TMPDIR:-/tmp}/engine_faults.XXXXXX")
-PID=""
-cleanup() {
-	if [ -n "$PID" ]; then
-		kill "$PID" 2>/dev/null
-		wait "$PID" 2>/dev/null
-	fi
-	# ENGINE_FAULTS_OUT=DIR keeps the runs (outputs, /metrics, check.txt)
-	[ -n "${ENGINE_FAULTS_OUT:-}" ] && mkdir -p "$ENGINE_FAULTS_OUT" && cp -r "$T"/. "$ENGINE_FAULTS_OUT"/
-	rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
-# serve NAME ARGS...: starts one kvserve (kv-tiny, prefix cache off), sets URL
-NSERVE=0
-serve() {
-	local log i
-	NSERVE=$((NSERVE + 1))
-	log=$T/$1.$NSERVE.log
-	shift
-	"$KVS" --model kv-tiny --port 0 --threads 1 --no-prefix-cache "$@" >"$log" 2>&1 &
-	PID=$!
-	URL=""
-	for ((i = 0; i < 200; i++)); do
-		URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$log" 2>/dev/null | head -1)
-		[ -n "$URL" ] && break
-		kill -0 "$PID" 2>/dev/null || fail "kvserve $* died: $(cat "$log")"
-		sleep 0.05
-	done
-	[ -n "$URL" ] || fail "kvserve $* did not start"
-}
-unserve() {
-	kill "$PID" 2>/dev/null
-	wait "$PID" 2>/dev/null
-	PID=""
-}
+E2E_PREFIX=engine_faults
+E2E_KEEP_DIR=${ENGINE_FAULTS_OUT:-}
+E2E_SERVE_ARGS=--no-prefix-cache   # every engine: hits come from the connector only
+. "$(dirname "$0")/lib/kvserve_procs.bash"
 CONN=(--kv-chunk-size 48 --kv-cpu-bytes 64MiB)
 
 # bench OUT ARGS...: kvbench bench against URL, /metrics before and after.

@@ -6,6 +6,7 @@
 #include <jansson.h>
 
 #include "common/buf.h"
+#include "fields.h"
 #include "suite/matrix.h"
 #include "common/banned.h"
 
@@ -120,22 +121,6 @@ void kvb_matrix_row_release(struct kvb_matrix_row *r)
 	memset(r, 0, sizeof(*r));
 }
 
-/* RFC 4180: quoted when it holds a comma, quote or line break. */
-static void csv_field(struct kv_buf *b, const char *s)
-{
-	if (!strpbrk(s, ",\"\r\n")) {
-		kv_buf_puts(b, s);
-		return;
-	}
-	kv_buf_putc(b, '"');
-	for (; *s; s++) {
-		if (*s == '"')
-			kv_buf_putc(b, '"');
-		kv_buf_putc(b, *s);
-	}
-	kv_buf_putc(b, '"');
-}
-
 int kvb_matrix_write(const char *dir, const struct kvb_matrix_row *rows, size_t n)
 {
 	struct kv_buf b = KV_BUF_INIT(0);
@@ -148,27 +133,27 @@ int kvb_matrix_write(const char *dir, const struct kvb_matrix_row *rows, size_t 
 		const struct kvb_matrix_row *r = &rows[i];
 		const char *verdict = r->verdict ? r->verdict : "error";
 		json_t *o = json_object();
-		csv_field(&b, r->test);
+		kvb_csv_cell(&b, r->test);
 		kv_buf_putc(&b, ',');
-		csv_field(&b, r->fault);
+		kvb_csv_cell(&b, r->fault);
 		kv_buf_putc(&b, ',');
-		csv_field(&b, r->fclass);
+		kvb_csv_cell(&b, r->fclass);
 		kv_buf_putc(&b, ',');
-		csv_field(&b, r->workload);
+		kvb_csv_cell(&b, r->workload);
 		if (r->requests >= 0)
 			kv_buf_printf(&b, ",%ld", r->requests);
 		else
 			kv_buf_puts(&b, ",");
 		kv_buf_printf(&b, ",%d,%s,%d,", r->runs, r->expect_detect ? "detect" : "pass",
 			      r->detected_runs);
-		csv_field(&b, r->checks);
+		kvb_csv_cell(&b, r->checks);
 		if (r->first_req >= 0)
 			kv_buf_printf(&b, ",%ld,", r->first_req);
 		else
 			kv_buf_puts(&b, ",,");
-		csv_field(&b, verdict);
+		kvb_csv_cell(&b, verdict);
 		kv_buf_putc(&b, ',');
-		csv_field(&b, r->note);
+		kvb_csv_cell(&b, r->note);
 		kv_buf_putc(&b, '\n');
 
 		json_object_set_new(o, "test", json_string(r->test));
