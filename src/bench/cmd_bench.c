@@ -144,8 +144,6 @@ static int claim_checks(struct claim *c, bool claims, const char *family, json_t
 
 static const char *const endpoints[] = { "completions", "chat", NULL };
 static const char *const arrivals[] = { "poisson", "constant", "gamma", NULL };
-static const char *const cache_families[] = { "auto", "lmcache", "pegaflow", "external", "apc",
-					      "sglang", NULL };
 
 /* `--workload NAME --help`: the keys of that workload. */
 static bool workload_help(int argc, char **argv)
@@ -226,7 +224,7 @@ int cmd_bench(int argc, char **argv)
 		KV_OPT_STRING(0, "abort-after", &abort_after, "DURATION", "close the connection this long after the send (500ms, 2s)"),
 		KV_OPT_GROUP("Cache claim (workloads with warm passes: ttft-sweep, long-doc-qa, mmlu, rag, generation)"),
 		KV_OPT_BOOL(0, "claim-reuse", &claim_reuse, "warm passes claim cache reuse: cache_path must see hits (--no-claim-reuse: a baseline engine)"),
-		KV_OPT_CHOICE(0, "cache-family", &cache_family, cache_families, "counters that judge the claim: auto, lmcache, pegaflow, external, apc, sglang"),
+		KV_OPT_CHOICE(0, "cache-family", &cache_family, kvb_cache_family_choices, "counters that judge the claim: auto, lmcache, pegaflow, external, apc, sglang"),
 		KV_OPT_GROUP("Output"),
 		KV_OPT_STRING('o', "output", &out_dir, "DIR", "write DIR/requests.csv, outputs.jsonl, summary.json"),
 		KV_OPT_DOUBLE(0, "max-error-rate", &max_err, "F", 0, 1, "exit 1 when the failed fraction exceeds F"),

@@ -135,7 +135,7 @@ int cmd_check(int argc, char **argv)
 		KV_OPT_GROUP("Cache counters (Prometheus text saved before and after the candidate pass)"),
 		KV_OPT_STRING(0, "metrics-before", &m_before, "FILE", "/metrics text before the pass"),
 		KV_OPT_STRING(0, "metrics-after", &m_after, "FILE", "/metrics text after the pass"),
-		KV_OPT_STRING(0, "cache-family", &family, "F", "counters to judge: auto, lmcache, pegaflow, external, apc, sglang"),
+		KV_OPT_CHOICE(0, "cache-family", &family, kvb_cache_family_choices, "counters to judge: auto, lmcache, pegaflow, external, apc, sglang"),
 		KV_OPT_BOOL(0, "claims-reuse", &claims, "the pass claims cache reuse (cache_path must see hits)"),
 		KV_OPT_GROUP("Output"),
 		KV_OPT_STRING(0, "divergences", &div_path, "FILE", "write differing pairs (both texts) as JSONL"),

@@ -126,7 +126,7 @@ static int do_start(struct kvb_suite *s, const char *dir, const char *filter, bo
 			goto out;
 		}
 	}
-	if (kvb_suite_prepare_engines(s, filter, quick, log_dir, &eng, &n) < 0) {
+	if (kvb_suite_prepare_engines(s, filter, NULL, quick, log_dir, &eng, &n) < 0) {
 		rc = KVB_EXIT_USAGE;
 		goto out;
 	}

@@ -63,13 +63,7 @@ static void needed_engines(const struct kvb_suite *s, const char *filter, const 
 				need[kvb_suite_engine_find(s, *r) - s->engines] = true;
 }
 
-int kvb_suite_prepare_engines(const struct kvb_suite *s, const char *filter, bool quick,
-			      const char *log_dir, struct kvb_engine **out, size_t *n_out)
-{
-	return kvb_suite_prepare_engines_tag(s, filter, NULL, quick, log_dir, out, n_out);
-}
-
-int kvb_suite_prepare_engines_tag(const struct kvb_suite *s, const char *filter, const char *tag,
+int kvb_suite_prepare_engines(const struct kvb_suite *s, const char *filter, const char *tag,
 				  bool quick, const char *log_dir, struct kvb_engine **out,
 				  size_t *n_out)
 {
@@ -331,19 +325,6 @@ static void take_checks(struct kvb_test_result *t, struct kvb_test_result *run, 
 	}
 }
 
-static void free_test_result(struct kvb_test_result *r)
-{
-	for (size_t i = 0; i < r->n_checks; i++) {
-		free(r->checks[i].name);
-		free(r->checks[i].unit);
-		free(r->checks[i].reason);
-	}
-	free(r->checks);
-	free(r->name);
-	free(r->reason);
-	memset(r, 0, sizeof(*r));
-}
-
 static int verdict_rank(enum kvb_verdict v)
 {
 	switch (v) {
@@ -448,7 +429,7 @@ int cmd_run(int argc, char **argv)
 	}
 	log_dir = xasprintf("%s/logs", dir);
 
-	if (kvb_suite_prepare_engines_tag(&s, filter, tag, quick, log_dir, &eng, &n_eng) < 0) {
+	if (kvb_suite_prepare_engines(&s, filter, tag, quick, log_dir, &eng, &n_eng) < 0) {
 		rc = KVB_EXIT_USAGE;
 		goto out;
 	}
@@ -670,7 +651,7 @@ int cmd_run(int argc, char **argv)
 					tr->reason = run.reason ? (t->repeat > 1 ? xasprintf("run %d: %s",
 							 r + 1, run.reason) : xstrdup(run.reason)) : NULL;
 				}
-				free_test_result(&run);
+				kvb_test_result_release(&run);
 				free(test_dir);
 			}
 			tr->verdict = worst;
@@ -679,24 +660,12 @@ int cmd_run(int argc, char **argv)
 			tr->expect_detect = kvb_suite_test_is_matrix(t) && t->expect_detect;
 			if (kvb_suite_test_is_matrix(t) && tr->verdict != KVB_V_INTERRUPTED) {
 				struct kvb_matrix_row *row = &rows[n_rows - 1];
+				char *row_why;
 				tr->verdict = kvb_matrix_finish(row);
-				if (strcmp(row->verdict, "error")) {
+				row_why = kvb_matrix_reason(row);
+				if (row_why) {
 					free(tr->reason);
-					if (!strcmp(row->verdict, "detected"))
-						tr->reason = xasprintf("detected in %d/%d runs by %s",
-								       row->detected_runs, row->runs,
-								       row->checks);
-					else if (!strcmp(row->verdict, "missed"))
-						tr->reason = xasprintf("missed: every check passed in %d "
-								       "run%s", row->runs,
-								       row->runs == 1 ? "" : "s");
-					else if (!strcmp(row->verdict, "false-alarm"))
-						tr->reason = xasprintf("false alarm in %d/%d runs: %s",
-								       row->detected_runs, row->runs,
-								       row->checks);
-					else
-						tr->reason = xasprintf("no alarm in %d run%s", row->runs,
-								       row->runs == 1 ? "" : "s");
+					tr->reason = row_why;
 				}
 			}
 			kv_info("test %s: %s", t->name, kvb_verdict_name(tr->verdict));

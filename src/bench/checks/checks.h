@@ -390,6 +390,8 @@ enum kvb_cache_family {
 	KVB_CF_COUNT
 };
 const char *kvb_cache_family_name(enum kvb_cache_family f);
+/* "auto" and every family name, NULL-terminated: the choices of --cache-family. */
+extern const char *const kvb_cache_family_choices[];
 
 struct kvb_cache_counters {
 	bool present[KVB_CF_COUNT];

@@ -220,6 +220,9 @@ static const char *const family_names[KVB_CF_COUNT] = {
 	[KVB_CF_PEGAFLOW] = "pegaflow",
 };
 
+const char *const kvb_cache_family_choices[] = { "auto", "lmcache", "pegaflow", "external",
+						 "apc", "sglang", NULL };
+
 const char *kvb_cache_family_name(enum kvb_cache_family f)
 {
 	return (unsigned)f < KVB_CF_COUNT ? family_names[f] : "none";

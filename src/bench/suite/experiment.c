@@ -415,6 +415,26 @@ static void thresholds(const struct kvb_suite_check *k, double *near_tie, double
 	*max_kl = k->max_kl > 0 ? k->max_kl : tol->max_kl;
 }
 
+/* The test's merged outputs.jsonl, read once, when the first check needs it. */
+struct test_outputs {
+	const char *test_dir;
+	bool tried;
+	bool ok;
+	struct kvb_outputs o;
+};
+
+/* NULL when it cannot be read (the loader printed why). */
+static const struct kvb_outputs *test_outputs(struct test_outputs *to)
+{
+	if (!to->tried) {
+		char *path = xasprintf("%s/outputs.jsonl", to->test_dir);
+		to->tried = true;
+		to->ok = kvb_outputs_load(path, &to->o) == 0;
+		free(path);
+	}
+	return to->ok ? &to->o : NULL;
+}
+
 /*
  * Identity, logprobs and accuracy compare the outputs of two engines (or
  * passes) record by record, with the checks module (checks/checks.h), over
@@ -422,12 +442,11 @@ static void thresholds(const struct kvb_suite_check *k, double *near_tie, double
  * it never passes unmeasured.
  */
 static void external_check(const struct kvb_suite_test *t, const struct kvb_suite_check *k,
-			   const char *test_dir, struct kvb_test_result *res)
+			   struct test_outputs *to, struct kvb_test_result *res)
 {
 	bool ident = k->type == KVB_CHECK_IDENTITY, lp = k->type == KVB_CHECK_LOGPROBS;
 	const char *unit = lp ? "nats" : "fraction";
-	char *path = xasprintf("%s/outputs.jsonl", test_dir);
-	struct kvb_outputs outs = { 0 };
+	const struct kvb_outputs *outs = test_outputs(to);
 	struct kvb_select bs, cs;
 	struct kvb_pair *pairs = NULL;
 	size_t n_pairs = 0, n_unpaired = 0, n_failed = 0;
@@ -439,7 +458,7 @@ static void external_check(const struct kvb_suite_test *t, const struct kvb_suit
 	memset(&c, 0, sizeof(c));
 	thresholds(k, &near_tie, &max_lp, &max_kl);
 	thr = ident ? 1.0 : lp ? max_lp : k->limit;
-	if (kvb_outputs_load(path, &outs) < 0) {
+	if (!outs) {
 		kvb_test_add_check(res, k->name, KVB_V_ERROR, NAN, thr, unit,
 				   "cannot read the test's outputs.jsonl");
 		goto out;
@@ -448,7 +467,7 @@ static void external_check(const struct kvb_suite_test *t, const struct kvb_suit
 	bs.pass = k->baseline_pass >= 0 ? k->baseline_pass : k->pass;
 	cs.engine_id = k->candidate;
 	cs.pass = k->pass;
-	kvb_pair_outputs(&outs, &bs, &outs, &cs, &pairs, &n_pairs, &n_unpaired, &n_failed);
+	kvb_pair_outputs(outs, &bs, outs, &cs, &pairs, &n_pairs, &n_unpaired, &n_failed);
 	if (!n_pairs) {
 		snprintf(reason, sizeof(reason), "no request of %s pairs with one of %s (%zu failed, "
 			 "%zu unpaired): nothing to compare", k->candidate, k->baseline, n_failed,
@@ -459,7 +478,7 @@ static void external_check(const struct kvb_suite_test *t, const struct kvb_suit
 	if (ident) {
 		struct kvb_identity_opts io = { 0 };
 		struct kvb_identity_result ir;
-		char *div = xasprintf("%s/divergences.jsonl", test_dir);
+		char *div = xasprintf("%s/divergences.jsonl", to->test_dir);
 		io.near_tie_nats = near_tie;
 		io.strict = k->strict;
 		io.divergences_path = div;
@@ -477,7 +496,7 @@ static void external_check(const struct kvb_suite_test *t, const struct kvb_suit
 					if (k->strict || ir.div[i].cls == KVB_DIV_CORRUPTION)
 						fl[i] = ir.div[i].pair->cand;
 				res->checks[res->n_checks - 1].first_req =
-					first_flagged(&outs, k->candidate, by_pass, fl, ir.n_div);
+					first_flagged(outs, k->candidate, by_pass, fl, ir.n_div);
 				free(fl);
 			}
 		}
@@ -509,7 +528,7 @@ static void external_check(const struct kvb_suite_test *t, const struct kvb_suit
 						fl[i] = pairs[i].cand;
 				}
 				res->checks[res->n_checks - 1].first_req =
-					first_flagged(&outs, k->candidate, by_pass, fl, n_pairs);
+					first_flagged(outs, k->candidate, by_pass, fl, n_pairs);
 				free(fl);
 			}
 		}
@@ -528,8 +547,6 @@ static void external_check(const struct kvb_suite_test *t, const struct kvb_suit
 	}
 out:
 	free(pairs);
-	kvb_outputs_release(&outs);
-	free(path);
 }
 
 /* ---- checks on /metrics ------------------------------------------------ */
@@ -581,28 +598,25 @@ static void add_kvb_check(struct kvb_test_result *res, const char *name, const s
 
 /* key_isolation: the probe records of engine (pass, -1 any) in the test's outputs.jsonl */
 static void key_isolation(const struct kvb_suite_test *t, const struct kvb_suite_check *k,
-			  const char *test_dir, const struct kvb_cache_counters *d,
+			  struct test_outputs *to, const struct kvb_cache_counters *d,
 			  struct kvb_check *c, long *first)
 {
-	char *path = xasprintf("%s/outputs.jsonl", test_dir);
+	const struct kvb_outputs *all = test_outputs(to);
 	struct kvb_outputs o = { 0 };
-	size_t keep = 0;
 
-	if (kvb_outputs_load(path, &o) < 0) {
+	*first = -1;
+	if (!all) {
 		kvb_check_set(c, "key_isolation", false, NAN, 0, "tokens",
 			      "cannot read the test's outputs.jsonl");
-		free(path);
 		return;
 	}
-	for (size_t i = 0; i < o.n; i++) {
-		if (!strcmp(o.v[i].engine_id, k->engine) && (k->pass < 0 || o.v[i].pass == k->pass))
-			o.v[keep++] = o.v[i];
-		else
-			kvb_out_rec_release(&o.v[i]);
-	}
-	o.n = keep;
+	/* a view: shallow copies of the engine's records, owned by all */
+	o.v = xcalloc(all->n ? all->n : 1, sizeof(*o.v));
+	o.path = all->path;
+	for (size_t i = 0; i < all->n; i++)
+		if (!strcmp(all->v[i].engine_id, k->engine) && (k->pass < 0 || all->v[i].pass == k->pass))
+			o.v[o.n++] = all->v[i];
 	kvb_check_key_isolation_records(&o, d, NULL, c);
-	*first = -1;
 	if (!c->passed && o.n) {
 		/* flagged: a request with cached tokens that is not the first of its pair */
 		const struct kvb_out_rec **fl = xcalloc(o.n, sizeof(*fl));
@@ -622,13 +636,12 @@ static void key_isolation(const struct kvb_suite_test *t, const struct kvb_suite
 		*first = first_flagged(&o, k->engine, t->passes > 1, fl, o.n);
 		free(fl);
 	}
-	kvb_outputs_release(&o);
-	free(path);
+	free(o.v);
 }
 
 static void metrics_checks(const struct kvb_suite_test *t, json_t *groups,
 			   const struct kvb_exp_snap *snaps, size_t n_snaps,
-			   const struct kvb_suite_check *k, const char *test_dir,
+			   const struct kvb_suite_check *k, struct test_outputs *to,
 			   struct kvb_test_result *res)
 {
 	const char *engine = k ? k->engine : NULL;
@@ -669,7 +682,7 @@ static void metrics_checks(const struct kvb_suite_test *t, json_t *groups,
 	if (k->type == KVB_CHECK_KEY_ISOLATION) {
 		/* records' usage cached_tokens, and the counters when /metrics was read */
 		long first = -1;
-		key_isolation(t, k, test_dir, have ? &d : NULL, &c, &first);
+		key_isolation(t, k, to, have ? &d : NULL, &c, &first);
 		add_kvb_check(res, k->name, &c, engine, pl);
 		res->checks[res->n_checks - 1].first_req = first;
 	} else if (!have) {
@@ -684,17 +697,11 @@ static void metrics_checks(const struct kvb_suite_test *t, json_t *groups,
 
 void kvb_exp_checks(const struct kvb_suite_test *t, const char *groups_json,
 		    const char *const *skipped, const char *test_dir,
+		    const struct kvb_exp_snap *snaps, size_t n_snaps,
 		    struct kvb_test_result *res)
 {
-	kvb_exp_checks_snap(t, groups_json, skipped, test_dir, NULL, 0, res);
-}
-
-void kvb_exp_checks_snap(const struct kvb_suite_test *t, const char *groups_json,
-			 const char *const *skipped, const char *test_dir,
-			 const struct kvb_exp_snap *snaps, size_t n_snaps,
-			 struct kvb_test_result *res)
-{
 	json_t *groups = groups_json ? json_loads(groups_json, 0, NULL) : NULL;
+	struct test_outputs to = { .test_dir = test_dir };
 	char reason[512];
 
 	if (!json_is_array(groups)) {
@@ -825,16 +832,17 @@ void kvb_exp_checks_snap(const struct kvb_suite_test *t, const char *groups_json
 		case KVB_CHECK_IDENTITY:
 		case KVB_CHECK_MAX_ACCURACY_DROP:
 		case KVB_CHECK_LOGPROBS:
-			external_check(t, k, test_dir, res);
+			external_check(t, k, &to, res);
 			break;
 		case KVB_CHECK_CACHE_PATH:
 		case KVB_CHECK_KEY_ISOLATION:
-			metrics_checks(t, groups, snaps, n_snaps, k, test_dir, res);
+			metrics_checks(t, groups, snaps, n_snaps, k, &to, res);
 			break;
 		}
 		free(pl);
 	}
-	metrics_checks(t, groups, snaps, n_snaps, NULL, test_dir, res);
+	metrics_checks(t, groups, snaps, n_snaps, NULL, &to, res);
+	kvb_outputs_release(&to.o);
 	json_decref(groups);
 }
 
@@ -1201,7 +1209,7 @@ done:
 	}
 	if (res->verdict == KVB_V_PASS) {
 		groups_text = json_dumps(m.groups, JSON_COMPACT);
-		kvb_exp_checks_snap(t, groups_text, x->skipped, x->test_dir, snaps, n_snaps, res);
+		kvb_exp_checks(t, groups_text, x->skipped, x->test_dir, snaps, n_snaps, res);
 		res->verdict = kvb_test_verdict(res);
 		free(groups_text);
 	}

@@ -43,16 +43,6 @@ int kvb_exp_validate_workload(const struct kvb_suite *s, const struct kvb_suite_
 			      uint64_t seed);
 
 /*
- * Evaluates the checks of test t over groups (the JSON array of per
- * (engine, pass) statistics, docs/RESULTS.md) and appends them to res.
- * skipped: engines not run (--quick); checks needing them are SKIPPED.
- * test_dir: where outputs.jsonl is, for identity and accuracy checks.
- */
-void kvb_exp_checks(const struct kvb_suite_test *t, const char *groups_json,
-		    const char *const *skipped, const char *test_dir,
-		    struct kvb_test_result *res);
-
-/*
  * /metrics of one engine (Prometheus text) at the start of each pass and at
  * the end: text[p] before pass p (after a restart: of the new process),
  * text[n_passes] after the last pass. NULL where it could not be read.
@@ -65,14 +55,18 @@ struct kvb_exp_snap {
 };
 
 /*
- * kvb_exp_checks plus what needs /metrics: explicit cache_path and
- * key_isolation checks, and for every snap with claims set the implicit
- * cache_path.ENGINE and silent_miss.ENGINE over the last pass.
+ * Evaluates the checks of test t over groups (the JSON array of per
+ * (engine, pass) statistics, docs/RESULTS.md) and appends them to res.
+ * skipped: engines not run (--quick); checks needing them are SKIPPED.
+ * test_dir: where outputs.jsonl is (read once, when a check needs records).
+ * snaps (n_snaps, may be 0): /metrics of the engines, for the explicit
+ * cache_path and key_isolation checks, and for every snap with claims set
+ * the implicit cache_path.ENGINE and silent_miss.ENGINE over the last pass.
  */
-void kvb_exp_checks_snap(const struct kvb_suite_test *t, const char *groups_json,
-			 const char *const *skipped, const char *test_dir,
-			 const struct kvb_exp_snap *snaps, size_t n_snaps,
-			 struct kvb_test_result *res);
+void kvb_exp_checks(const struct kvb_suite_test *t, const char *groups_json,
+		    const char *const *skipped, const char *test_dir,
+		    const struct kvb_exp_snap *snaps, size_t n_snaps,
+		    struct kvb_test_result *res);
 
 /*
  * Stops engine e and starts it again (restart: true, repeat:), waiting until

@@ -89,24 +89,58 @@ void kvb_matrix_add_run(struct kvb_matrix_row *r, const struct kvb_test_result *
 	}
 }
 
+const char *kvb_matrix_verdict_name(enum kvb_matrix_verdict v)
+{
+	switch (v) {
+	case KVB_MV_DETECTED:
+		return "detected";
+	case KVB_MV_MISSED:
+		return "missed";
+	case KVB_MV_PASS:
+		return "pass";
+	case KVB_MV_FALSE_ALARM:
+		return "false-alarm";
+	default:
+		return "error";
+	}
+}
+
 enum kvb_verdict kvb_matrix_finish(struct kvb_matrix_row *r)
 {
-	const char *v;
-	enum kvb_verdict tv;
-
-	if (r->error_runs > 0 || r->runs == 0) {
-		v = "error";
-		tv = KVB_V_ERROR;
-	} else if (r->expect_detect) {
-		v = r->detected_runs > 0 ? "detected" : "missed";
-		tv = r->detected_runs > 0 ? KVB_V_PASS : KVB_V_FAIL;
-	} else {
-		v = r->detected_runs > 0 ? "false-alarm" : "pass";
-		tv = r->detected_runs > 0 ? KVB_V_FAIL : KVB_V_PASS;
+	if (r->error_runs > 0 || r->runs == 0)
+		r->verdict = KVB_MV_ERROR;
+	else if (r->expect_detect)
+		r->verdict = r->detected_runs > 0 ? KVB_MV_DETECTED : KVB_MV_MISSED;
+	else
+		r->verdict = r->detected_runs > 0 ? KVB_MV_FALSE_ALARM : KVB_MV_PASS;
+	switch (r->verdict) {
+	case KVB_MV_DETECTED:
+	case KVB_MV_PASS:
+		return KVB_V_PASS;
+	case KVB_MV_MISSED:
+	case KVB_MV_FALSE_ALARM:
+		return KVB_V_FAIL;
+	default:
+		return KVB_V_ERROR;
 	}
-	free(r->verdict);
-	r->verdict = xstrdup(v);
-	return tv;
+}
+
+char *kvb_matrix_reason(const struct kvb_matrix_row *r)
+{
+	const char *s = r->runs == 1 ? "" : "s";
+
+	switch (r->verdict) {
+	case KVB_MV_DETECTED:
+		return xasprintf("detected in %d/%d runs by %s", r->detected_runs, r->runs, r->checks);
+	case KVB_MV_MISSED:
+		return xasprintf("missed: every check passed in %d run%s", r->runs, s);
+	case KVB_MV_FALSE_ALARM:
+		return xasprintf("false alarm in %d/%d runs: %s", r->detected_runs, r->runs, r->checks);
+	case KVB_MV_PASS:
+		return xasprintf("no alarm in %d run%s", r->runs, s);
+	default:
+		return NULL;
+	}
 }
 
 void kvb_matrix_row_release(struct kvb_matrix_row *r)
@@ -116,7 +150,6 @@ void kvb_matrix_row_release(struct kvb_matrix_row *r)
 	free(r->fclass);
 	free(r->workload);
 	free(r->checks);
-	free(r->verdict);
 	free(r->note);
 	memset(r, 0, sizeof(*r));
 }
@@ -131,7 +164,7 @@ int kvb_matrix_write(const char *dir, const struct kvb_matrix_row *rows, size_t 
 	kv_buf_printf(&b, "%s\n", kvb_matrix_header);
 	for (size_t i = 0; i < n; i++) {
 		const struct kvb_matrix_row *r = &rows[i];
-		const char *verdict = r->verdict ? r->verdict : "error";
+		const char *verdict = kvb_matrix_verdict_name(r->verdict);
 		json_t *o = json_object();
 		kvb_csv_cell(&b, r->test);
 		kv_buf_putc(&b, ',');

@@ -21,6 +21,17 @@
 #include "suite/results.h"
 #include "suite/suite.h"
 
+enum kvb_matrix_verdict {
+	KVB_MV_NONE = 0,      /* not finished */
+	KVB_MV_DETECTED,      /* expect detect: some run's check failed */
+	KVB_MV_MISSED,        /* expect detect: every check passed in every run */
+	KVB_MV_PASS,          /* expect pass: no alarm */
+	KVB_MV_FALSE_ALARM,   /* expect pass: a check failed */
+	KVB_MV_ERROR,         /* a run did not complete or a check could not run */
+};
+/* "detected", "missed", "pass", "false-alarm", "error" (NONE: "error") */
+const char *kvb_matrix_verdict_name(enum kvb_matrix_verdict v);
+
 struct kvb_matrix_row {
 	char *test;
 	char *fault;          /* "" when none */
@@ -33,7 +44,7 @@ struct kvb_matrix_row {
 	bool expect_detect;
 	char *checks;         /* detecting checks, '+'-joined, union over runs */
 	long first_req;       /* smallest first_req over failing checks; -1 none */
-	char *verdict;        /* detected, missed, pass, false-alarm, error (after finish) */
+	enum kvb_matrix_verdict verdict; /* set by kvb_matrix_finish */
 	char *note;           /* description, and why a run was an error */
 };
 
@@ -48,6 +59,9 @@ void kvb_matrix_add_run(struct kvb_matrix_row *r, const struct kvb_test_result *
  * false-alarm FAIL; any error run: error ERROR.
  */
 enum kvb_verdict kvb_matrix_finish(struct kvb_matrix_row *r);
+/* The test's one-line reason for a finished row ("detected in 3/3 runs by
+ * identity.x"), malloc'ed; NULL for an error row (the run's reason stays). */
+char *kvb_matrix_reason(const struct kvb_matrix_row *r);
 void kvb_matrix_row_release(struct kvb_matrix_row *r);
 
 /* Writes DIR/matrix.csv and DIR/matrix.json atomically. 0 or -1 (printed). */

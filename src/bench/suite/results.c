@@ -340,19 +340,23 @@ int kvb_results_write(const char *dir, const struct kvb_suite_result *r)
 	return rc ? -1 : 0;
 }
 
+void kvb_test_result_release(struct kvb_test_result *t)
+{
+	for (size_t k = 0; k < t->n_checks; k++) {
+		free(t->checks[k].name);
+		free(t->checks[k].unit);
+		free(t->checks[k].reason);
+	}
+	free(t->checks);
+	free(t->name);
+	free(t->reason);
+	memset(t, 0, sizeof(*t));
+}
+
 void kvb_suite_result_release(struct kvb_suite_result *r)
 {
-	for (size_t i = 0; i < r->n_tests; i++) {
-		struct kvb_test_result *t = &r->tests[i];
-		for (size_t k = 0; k < t->n_checks; k++) {
-			free(t->checks[k].name);
-			free(t->checks[k].unit);
-			free(t->checks[k].reason);
-		}
-		free(t->checks);
-		free(t->name);
-		free(t->reason);
-	}
+	for (size_t i = 0; i < r->n_tests; i++)
+		kvb_test_result_release(&r->tests[i]);
 	free(r->tests);
 	free(r->run_id);
 	free(r->suite);

@@ -74,6 +74,8 @@ enum kvb_verdict kvb_suite_verdict(const struct kvb_suite_result *r);
 int kvb_results_write(const char *dir, const struct kvb_suite_result *r);
 
 void kvb_suite_result_release(struct kvb_suite_result *r);
+/* Frees one test result's strings and checks and zeroes it. */
+void kvb_test_result_release(struct kvb_test_result *t);
 
 /* XML-escapes s into a malloc'ed string (also drops control characters). */
 char *kvb_xml_escape(const char *s);

@@ -12,16 +12,14 @@
 bool kvb_test_selected(const char *name, const char *filter);
 
 /*
- * Prepares (kvb_engine_prepare) the engines that the selected tests need, in
+ * Prepares (kvb_engine_prepare) the engines that the selected tests (filter,
+ * and tag when not NULL) need, in
  * suite order, with what they require; --quick leaves baseline engines out.
  * Allocates distinct free ports. *out is malloc'ed (release each, then free).
  * 0, or -1 after one error line.
  */
-int kvb_suite_prepare_engines(const struct kvb_suite *s, const char *filter, bool quick,
-			      const char *log_dir, struct kvb_engine **out, size_t *n_out);
-/* The same, for the tests that also carry tag (--tag; NULL: any). */
-int kvb_suite_prepare_engines_tag(const struct kvb_suite *s, const char *filter, const char *tag,
-				  bool quick, const char *log_dir, struct kvb_engine **out,
-				  size_t *n_out);
+int kvb_suite_prepare_engines(const struct kvb_suite *s, const char *filter, const char *tag,
+			      bool quick, const char *log_dir, struct kvb_engine **out,
+			      size_t *n_out);
 
 #endif
